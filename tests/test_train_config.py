@@ -1,0 +1,62 @@
+"""The run schema: recipes load, overrides apply, bad keys and values fail with a clear message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sec_train.train.config import ConfigError, TrainConfig, load_config, to_yaml
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_defaults_and_overrides():
+    cfg = load_config(
+        None, ["optim.lr=1e-3", "data.train=[a,b]", "model.mode=stage1", "optim.lr_groups={sam2: 0.5}"]
+    )
+    assert isinstance(cfg, TrainConfig)
+    assert cfg.optim.lr == 1e-3 and cfg.data.train == ["a", "b"] and cfg.model.mode == "stage1"
+    assert cfg.optim.lr_groups == {"sam2": 0.5}
+    assert cfg.max_steps == TrainConfig().max_steps
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lrr=1", "unknown key 'optim.lrr'; did you mean 'optim.lr'?"),
+        ("modle.mode=stage1", "unknown key 'modle'; did you mean 'model'?"),
+        ("model.trainable.lora.rnk=4", "did you mean 'model.trainable.lora.r'?"),
+        ("max_steps=ten", "max_steps"),
+        ("model.mode=stage3", "model.mode: invalid value 'stage3', expected one of"),
+        ("wandb.mode=sometimes", "wandb.mode: invalid value"),
+        ("batch_size=0", "batch_size must be >= 1"),
+        ("optim.betas=[0.9]", "optim.betas must hold two values"),
+    ],
+)
+def test_bad_override(override, message):
+    with pytest.raises(ConfigError, match="command-line override|must|invalid") as err:
+        load_config(None, [override])
+    assert message in str(err.value)
+
+
+def test_bad_key_in_file_names_file(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("optim:\n  weight_decy: 0.1\n")
+    with pytest.raises(
+        ConfigError, match=r"r\.yaml: unknown key 'optim.weight_decy'; did you mean 'optim.weight_decay'"
+    ):
+        load_config(str(recipe))
+
+
+def test_resume_and_init_from_exclusive():
+    with pytest.raises(ConfigError, match="either resume"):
+        load_config(None, ["resume=auto", "init_from=x"])
+
+
+@pytest.mark.parametrize("recipe", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_recipes_load_and_round_trip(recipe, tmp_path):
+    cfg = load_config(str(recipe))
+    saved = tmp_path / "resolved.yaml"
+    saved.write_text(to_yaml(cfg))
+    assert load_config(str(saved)) == cfg
