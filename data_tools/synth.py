@@ -1,0 +1,258 @@
+"""Procedural videos: textured shapes moving over a textured background.
+
+Each object keeps its shape, colours and stripe texture for the whole video, so its identity is
+learnable; it moves and bounces, is occluded by objects in front of it, may leave the scene for
+a while and come back, and at a scene cut the background, the camera zoom and every object's
+position change at once (objects reappear elsewhere). `render_video` returns frames and
+per-object masks; the writers store them as DAVIS-style folders, shards or SA-V-style mp4 +
+`_manual.json`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_util
+from tqdm import tqdm
+
+from data_tools.format import DEFAULT_SHARD_BYTES, ShardWriter, make_sample, mask_to_rle, write_index
+from data_tools.video import require_av
+from sec_train.types import VideoSample
+
+SHAPES = ("ellipse", "rectangle", "diamond")
+
+
+@dataclass
+class SynthObject:
+    """An object's fixed appearance and its motion state."""
+
+    shape: str
+    radius: float  # half size in pixels, before zoom
+    aspect: float
+    colors: tuple[np.ndarray, np.ndarray]  # base and stripe colours
+    stripe: np.ndarray  # stripe wave vector (cycles per pixel in x, y)
+    pos: np.ndarray
+    vel: np.ndarray
+    hidden: range  # frames where the object has left the scene
+
+
+@dataclass
+class SynthVideo:
+    """Rendered frames uint8 [T, H, W, 3] and masks bool [T, K, H, W] (K objects, ids 1..K)."""
+
+    name: str
+    frames: np.ndarray
+    masks: np.ndarray
+    cuts: list[int]
+
+
+def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A smooth random texture: low-frequency noise upsampled, tinted with two colours."""
+    coarse = rng.random((h // 16 + 2, w // 16 + 2))
+    ys = np.linspace(0, coarse.shape[0] - 1.001, h)
+    xs = np.linspace(0, coarse.shape[1] - 1.001, w)
+    y0, x0 = ys.astype(int), xs.astype(int)
+    fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
+    c = coarse
+    smooth = (
+        c[y0][:, x0] * (1 - fy) * (1 - fx)
+        + c[y0 + 1][:, x0] * fy * (1 - fx)
+        + c[y0][:, x0 + 1] * (1 - fy) * fx
+        + c[y0 + 1][:, x0 + 1] * fy * fx
+    )
+    low, high = rng.uniform(20, 120, 3), rng.uniform(120, 235, 3)
+    return low + smooth[..., None] * (high - low)
+
+
+def _new_object(rng: np.random.Generator, h: int, w: int, frames: int, can_hide: bool) -> SynthObject:
+    radius = rng.uniform(0.12, 0.22) * min(h, w)
+    hidden = range(0)
+    if can_hide and frames >= 8:
+        start = int(rng.integers(frames // 4, frames // 2))
+        hidden = range(start, start + int(rng.integers(2, max(3, frames // 4))))
+    angle = rng.uniform(0, np.pi)
+    return SynthObject(
+        shape=SHAPES[int(rng.integers(len(SHAPES)))],
+        radius=radius,
+        aspect=rng.uniform(0.6, 1.4),
+        colors=(rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)),
+        stripe=np.array([np.cos(angle), np.sin(angle)]) * rng.uniform(0.08, 0.2),
+        pos=rng.uniform([radius, radius], [w - radius, h - radius]),
+        vel=rng.uniform(-1, 1, 2) * min(h, w) * 0.03,
+        hidden=hidden,
+    )
+
+
+def _shape_mask(obj: SynthObject, zoom: float, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The object's mask and its local coordinates (dx, dy) at its current position."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    dx, dy = xx - obj.pos[0], yy - obj.pos[1]
+    rx, ry = obj.radius * zoom * obj.aspect, obj.radius * zoom / obj.aspect
+    u, v = dx / rx, dy / ry
+    if obj.shape == "ellipse":
+        inside = u * u + v * v <= 1
+    elif obj.shape == "rectangle":
+        inside = (np.abs(u) <= 0.8) & (np.abs(v) <= 0.8)
+    else:
+        inside = np.abs(u) + np.abs(v) <= 1
+    return inside, dx, dy
+
+
+def _paint(image: np.ndarray, obj: SynthObject, inside: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> None:
+    stripes = np.sin(2 * np.pi * (dx * obj.stripe[0] + dy * obj.stripe[1])) > 0
+    base, stripe = obj.colors
+    image[inside & ~stripes] = base
+    image[inside & stripes] = stripe
+
+
+def _step(obj: SynthObject, h: int, w: int) -> None:
+    obj.pos = obj.pos + obj.vel
+    for axis, limit in ((0, w), (1, h)):
+        if not 0 <= obj.pos[axis] <= limit:
+            obj.vel[axis] = -obj.vel[axis]
+            obj.pos[axis] = np.clip(obj.pos[axis], 0, limit)
+
+
+def render_video(
+    name: str,
+    seed: int,
+    *,
+    frames: int = 24,
+    height: int = 120,
+    width: int = 160,
+    objects: int = 3,
+    scene_cut: bool = True,
+) -> SynthVideo:
+    """Renders one video; deterministic given `seed`.
+
+    Objects are drawn back to front in a fixed depth order, so a mask is the object's shape minus
+    what the objects in front of it cover. With `scene_cut`, one cut happens in the middle half.
+    """
+    rng = np.random.default_rng(seed)
+    objs = [_new_object(rng, height, width, frames, can_hide=i == 0) for i in range(objects)]
+    cut = int(rng.integers(frames // 4, 3 * frames // 4 + 1)) if scene_cut and frames >= 4 else -1
+    background, zoom = _background(rng, height, width), 1.0
+    images = np.zeros((frames, height, width, 3), np.uint8)
+    masks = np.zeros((frames, objects, height, width), bool)
+    for t in range(frames):
+        if t == cut:  # camera and scene change: new background, zoom and positions
+            background, zoom = _background(rng, height, width), rng.uniform(0.7, 1.3)
+            for obj in objs:
+                obj.pos = rng.uniform([0.2 * width, 0.2 * height], [0.8 * width, 0.8 * height])
+        canvas = background.copy()
+        for k, obj in enumerate(objs):  # back to front
+            _step(obj, height, width)
+            if t in obj.hidden:
+                continue
+            inside, dx, dy = _shape_mask(obj, zoom, height, width)
+            _paint(canvas, obj, inside, dx, dy)
+            masks[t, :k] &= ~inside
+            masks[t, k] = inside
+        noise = rng.normal(0, 4, canvas.shape)
+        images[t] = np.clip(canvas + noise, 0, 255).astype(np.uint8)
+    return SynthVideo(name=name, frames=images, masks=masks, cuts=[cut] if cut >= 0 else [])
+
+
+# DAVIS's palette for the first objects (0 = background); the rest are grey levels.
+_PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128, 128, 0, 128, 0, 128, 128]
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    """uint8 [H, W, 3] -> JPEG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def label_map(masks: np.ndarray) -> np.ndarray:
+    """bool [K, H, W] disjoint masks -> uint8 [H, W] with object k as value k + 1."""
+    labels = np.zeros(masks.shape[1:], np.uint8)
+    for k, mask in enumerate(masks):
+        labels[mask] = k + 1
+    return labels
+
+
+def write_davis(video: SynthVideo, root: Path, jpegs: list[bytes]) -> None:
+    """`root/JPEGImages/<name>/00000.jpg` and `root/Annotations/<name>/00000.png` (palette)."""
+    image_dir, mask_dir = root / "JPEGImages" / video.name, root / "Annotations" / video.name
+    image_dir.mkdir(parents=True, exist_ok=True)
+    mask_dir.mkdir(parents=True, exist_ok=True)
+    palette = _PALETTE + [v for g in range(7, 256) for v in (g, g, g)]
+    for t, jpeg in enumerate(jpegs):
+        (image_dir / f"{t:05d}.jpg").write_bytes(jpeg)
+        png = Image.fromarray(label_map(video.masks[t]), mode="P")
+        png.putpalette(palette[: 256 * 3])
+        png.save(mask_dir / f"{t:05d}.png")
+
+
+def video_sample(video: SynthVideo, jpegs: list[bytes]) -> VideoSample:
+    """The shard sample of a rendered video (every frame annotated)."""
+    k = video.masks.shape[1]
+    return make_sample(
+        video.name,
+        source="synth",
+        video=video.name,
+        height=video.frames.shape[1],
+        width=video.frames.shape[2],
+        fps=24.0,
+        frame_indices=list(range(len(jpegs))),
+        object_ids=list(range(1, k + 1)),
+        frames=jpegs,
+        masks=[[mask_to_rle(m) for m in frame_masks] for frame_masks in video.masks],
+    )
+
+
+def write_sav(video: SynthVideo, root: Path, every: int = 4, fps: int = 24) -> None:
+    """SA-V style: `root/<name>.mp4` with every frame and `root/<name>_manual.json` whose
+    `masklet` holds, for every `every`-th frame, one COCO RLE per object."""
+    av = require_av()
+    root.mkdir(parents=True, exist_ok=True)
+    t, h, w, _ = video.frames.shape
+    with av.open(str(root / f"{video.name}.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for frame in video.frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    masklet = []
+    for i in range(0, t, every):
+        encoded = mask_util.encode(np.asfortranarray(video.masks[i].transpose(1, 2, 0).astype(np.uint8)))
+        masklet.append([{"size": r["size"], "counts": r["counts"].decode("ascii")} for r in encoded])
+    manual = {
+        "video_id": video.name,
+        "video_frame_count": t,
+        "video_height": h,
+        "video_width": w,
+        "masklet": masklet,
+        "masklet_id": list(range(video.masks.shape[1])),
+        "masklet_num": video.masks.shape[1],
+    }
+    (root / f"{video.name}_manual.json").write_text(json.dumps(manual))
+
+
+def synthesize(
+    out: str | Path,
+    videos: int,
+    *,
+    seed: int = 0,
+    sav: bool = False,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    **render,
+) -> dict:
+    """Renders `videos` videos into `out/` (DAVIS-style folders), `out/shards/` (with index) and,
+    with `sav`, `out/sav/` (mp4 + `_manual.json`). Returns the shard index."""
+    out = Path(out)
+    writer = ShardWriter(out / "shards", "synth", shard_bytes)
+    for index in tqdm(range(videos), desc="synth", unit="video"):
+        video = render_video(f"synth{index:05d}", seed * 100_003 + index, **render)
+        jpegs = [encode_jpeg(frame) for frame in video.frames]
+        write_davis(video, out, jpegs)
+        writer.write(video_sample(video, jpegs))
+        if sav:
+            write_sav(video, out / "sav")
+    return write_index(out / "shards", writer.close())

@@ -1,0 +1,60 @@
+"""Decoding a sample's frames and masks and resizing them to the model's square inputs.
+
+Both InternVL (one 448 px tile) and SAM 2 (1024 px) take square images resized without
+keeping the aspect ratio, so frames and masks are resized straight to `size` x `size`.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from PIL import Image
+
+from data_tools.format import rle_to_mask
+from sec_train.types import VideoSample
+
+
+def decode_jpeg(data: bytes, size: int | None = None, expect: tuple[int, int] | None = None) -> Image.Image:
+    """Decodes a JPEG to RGB; with `size`, lets libjpeg decode at a reduced scale that still
+    covers `size` x `size` (much faster for large frames that are downscaled anyway).
+    `expect` is the (width, height) the frame must have."""
+    image = Image.open(io.BytesIO(data))
+    if expect is not None and image.size != tuple(expect):
+        raise ValueError(f"frame is {image.size[0]}x{image.size[1]}, expected {expect[0]}x{expect[1]}")
+    if size is not None:
+        image.draft("RGB", (size, size))
+    return image.convert("RGB")
+
+
+def resize_image(image: Image.Image, size: int) -> np.ndarray:
+    """uint8 [size, size, 3], bilinear."""
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.BILINEAR)
+    return np.array(image)  # a writable copy: torch warns on read-only arrays
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """bool [size, size], nearest neighbour."""
+    if mask.shape == (size, size):
+        return mask
+    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.NEAREST)) > 127
+
+
+def frame_image(sample: VideoSample, pos: int, size: int) -> np.ndarray:
+    """Annotated frame `pos` as uint8 [size, size, 3]."""
+    expect = (sample.header["width"], sample.header["height"])
+    return resize_image(decode_jpeg(sample.frames[pos], size, expect), size)
+
+
+def object_mask(sample: VideoSample, pos: int, obj: int) -> np.ndarray:
+    """bool [H, W] mask of object id `obj` on annotated frame `pos` (all False where absent)."""
+    h, w = sample.header["height"], sample.header["width"]
+    rle = sample.masks[pos][sample.header["object_ids"].index(obj)]
+    return np.zeros((h, w), bool) if rle is None else rle_to_mask(rle, h, w)
+
+
+def to_chw(image: np.ndarray) -> torch.Tensor:
+    """uint8 [H, W, 3] numpy -> uint8 [3, H, W] tensor."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()

@@ -1,0 +1,69 @@
+"""Stage-2 prompts: SeC's paraphrased questions and `[SEG]` answers, and their tokenization
+with the Qwen chat template and InternVL's image tokens."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from sec_train.data.collate import IGNORE_INDEX
+from sec_train.model.tokenizer import IMG_CONTEXT, IMG_END, IMG_START, SEG_TOKEN
+
+QUESTIONS = (
+    "Please segment the object in the last frame based on the object labeled in the first several images.",
+    "Can you segment the object in the last frame that is outlined in the earlier images?",
+    "Segment the outlined object of the reference frames in the final frame.",
+    "Find the object marked in green in the previous frames and segment it in the last image.",
+    "Which object in the last frame matches the labeled object? Please give its segmentation mask.",
+    "Track the highlighted object from the first images and segment it in the last frame.",
+)
+ANSWERS = (
+    "It is [SEG].",
+    "Sure, it is [SEG].",
+    "Sure, [SEG].",
+    "The segmentation result is [SEG].",
+    "[SEG].",
+)
+# What inference asks (SeC-4B), the first of each list.
+INFERENCE_QUESTION, INFERENCE_ANSWER = QUESTIONS[0], ANSWERS[0]
+
+
+def image_block(num_image_tokens: int) -> str:
+    """One frame's placeholder: `<img>` + n x `<IMG_CONTEXT>` + `</img>`."""
+    return IMG_START + IMG_CONTEXT * num_image_tokens + IMG_END
+
+
+def user_message(num_frames: int, num_image_tokens: int, question: str) -> str:
+    """The user turn: each frame on its own line, then the question."""
+    frames = "".join(f"Frame{i + 1}: {image_block(num_image_tokens)}\n" for i in range(num_frames))
+    return frames + question
+
+
+def tokenize_conversation(
+    tokenizer: PreTrainedTokenizerBase, user: str, answer: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, labels) of a one-turn chat; labels are -100 except on the answer and the
+    `<|im_end|>` closing it, so the model learns to emit `[SEG]` and stop."""
+    if SEG_TOKEN not in answer:
+        raise ValueError(f"answer {answer!r} has no {SEG_TOKEN}")
+    turn = [{"role": "user", "content": user}]
+    prompt = tokenizer.apply_chat_template(turn, add_generation_prompt=True, tokenize=False)
+    full = tokenizer.apply_chat_template(turn + [{"role": "assistant", "content": answer}], tokenize=False)
+    if not full.startswith(prompt):
+        raise ValueError("the chat template renders the prompt differently with and without the answer")
+    completion = full[len(prompt) :].rstrip("\n")  # the newline after <|im_end|> is not learned
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    input_ids = torch.tensor(prompt_ids + completion_ids, dtype=torch.long)
+    labels = torch.tensor([IGNORE_INDEX] * len(prompt_ids) + completion_ids, dtype=torch.long)
+    return input_ids, labels
+
+
+def training_prompt(
+    tokenizer: PreTrainedTokenizerBase, num_frames: int, num_image_tokens: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random question and answer over `num_frames` frames, tokenized."""
+    question = QUESTIONS[rng.integers(len(QUESTIONS))]
+    answer = ANSWERS[rng.integers(len(ANSWERS))]
+    return tokenize_conversation(tokenizer, user_message(num_frames, num_image_tokens, question), answer)

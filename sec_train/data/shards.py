@@ -1,0 +1,267 @@
+"""The resumable streaming loader: shards -> units -> shuffle buffer -> examples -> batches.
+
+A *unit* is what one example is made from: a video (stage 1) or one object of a video
+(stage 2). Each epoch the shard list is shuffled with the seed and split by rank, then by
+worker; each worker streams its shards through a seeded shuffle buffer, so its unit order is a
+deterministic function of (seed, epoch, rank, worker). Each example's randomness is drawn from
+(seed, epoch, key, object), not from a running generator, so resuming only has to replay the
+cheap part of the stream (tar bytes and JSON headers) up to the saved position of each worker,
+without decoding a frame, and the next batches are the ones an uninterrupted run would give.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from data_tools.format import decode_record, iter_records, read_index
+from sec_train.types import Batch, VideoSample
+
+logger = logging.getLogger(__name__)
+
+# Below this many samples the bad fraction is checked only at the end of the epoch: a single
+# early bad sample would otherwise stop a run on its first batch.
+_MIN_SEEN_FOR_CHECK = 200
+
+
+class Sampler(Protocol):
+    """Turns units into examples (see `stage1.Stage1Sampler`, `stage2.Stage2Sampler`)."""
+
+    def units(self, header: dict[str, Any]) -> list[int | None]: ...
+
+    def __call__(self, sample: VideoSample, obj: int | None, rng: np.random.Generator) -> Any: ...
+
+
+@dataclass
+class _Unit:
+    """One unit of the stream, or a read error standing for `weight` lost samples."""
+
+    shard: str
+    key: str
+    record: dict[str, Any] | None = None
+    obj: int | None = None
+    error: str | None = None
+    weight: int = 1
+
+
+def list_shards(paths: list[str]) -> list[tuple[str, int]]:
+    """(shard path, sample count) of every shard the index files of `paths` list."""
+    if not paths:
+        raise ValueError("no shard directories given (data.train is empty)")
+    shards = []
+    for shard_dir in paths:
+        for info in read_index(shard_dir)["shards"]:
+            shards.append((str(Path(shard_dir) / info["name"]), int(info["samples"])))
+    return shards
+
+
+def shards_for(shards: list[tuple[str, int]], seed: int, epoch: int, slot: int, num_slots: int) -> list:
+    """The shards slot `slot` (= rank * workers + worker) of `num_slots` reads this epoch."""
+    order = sorted(shards)
+    random.Random(f"{seed}/{epoch}/shards").shuffle(order)
+    return order[slot::num_slots]
+
+
+def example_rng(seed: int, epoch: int, key: str, obj: int | None) -> np.random.Generator:
+    """The generator one example draws from, independent of stream order."""
+    return np.random.default_rng([seed, epoch, zlib.crc32(key.encode()), 0 if obj is None else obj + 1])
+
+
+class ShardStream(IterableDataset):
+    """Yields `(batch or None, worker state)` pairs; the `Loader` unpacks them.
+
+    Args:
+        shards: (path, samples) of every shard.
+        sampler: makes one example of one unit.
+        collate: makes a batch of examples.
+        batch_size: examples per batch; a worker's last batch may be smaller.
+        seed, rank, world_size: the determinism and the split by rank.
+        num_workers: the Loader's worker processes; 0 means one stream in the calling process.
+        shuffle_buffer: units held for shuffling.
+    """
+
+    def __init__(
+        self,
+        shards: list[tuple[str, int]],
+        sampler: Sampler,
+        collate: Callable[[list[Any]], Batch],
+        *,
+        batch_size: int,
+        seed: int,
+        rank: int,
+        world_size: int,
+        num_workers: int,
+        shuffle_buffer: int,
+    ):
+        super().__init__()
+        self.shards, self.sampler, self.collate = shards, sampler, collate
+        self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self.num_workers, self.shuffle_buffer = max(1, num_workers), shuffle_buffer
+        self.epoch = 0
+        self.resume: dict[int, dict[str, int]] = {}
+
+    def __iter__(self) -> Iterator[tuple[Batch | None, dict[str, int]]]:
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        slot = self.rank * self.num_workers + worker
+        mine = shards_for(self.shards, self.seed, self.epoch, slot, self.world_size * self.num_workers)
+        state = {"worker": worker, "position": 0, "seen": 0, "bad": 0, **self.resume.get(worker, {})}
+        skip = state["position"]
+        rng = random.Random(f"{self.seed}/{self.epoch}/{slot}/buffer")
+        examples = []
+        for position, unit in enumerate(_shuffled(self._units(mine), self.shuffle_buffer, rng), 1):
+            if position <= skip:
+                continue  # consumed before the checkpoint: replayed without decoding
+            state["position"] = position
+            state["seen"] += unit.weight
+            example = self._example(unit)
+            if example is None:
+                state["bad"] += unit.weight
+                continue
+            examples.append(example)
+            if len(examples) == self.batch_size:
+                yield self.collate(examples), dict(state)
+                examples = []
+        yield (self.collate(examples) if examples else None), dict(state)
+
+    def _units(self, shards: list[tuple[str, int]]) -> Iterator[_Unit]:
+        for path, expected in shards:
+            read = 0
+            try:
+                for record in iter_records(path):
+                    read += 1
+                    yield from self._expand(path, record)
+            except Exception as err:  # a truncated or corrupt tar: its remaining samples are lost
+                lost = max(1, expected - read)
+                yield _Unit(path, "?", error=f"unreadable after {read} samples: {err!r}", weight=lost)
+
+    def _expand(self, shard: str, record: dict[str, Any]) -> Iterator[_Unit]:
+        key = record.get("__key__", "?")
+        try:
+            header = json.loads(record["json"])
+            objs = self.sampler.units(header)
+        except Exception as err:
+            yield _Unit(shard, key, error=f"bad header: {err!r}")
+            return
+        for obj in objs:
+            yield _Unit(shard, key, record=record, obj=obj)
+
+    def _example(self, unit: _Unit) -> Any | None:
+        if unit.error is None:
+            try:
+                sample = decode_record(unit.record, unit.shard)
+                return self.sampler(sample, unit.obj, example_rng(self.seed, self.epoch, unit.key, unit.obj))
+            except Exception as err:  # any bad input skips the sample; the Loader bounds how many
+                unit.error = repr(err)
+        logger.warning("skipping shard %s key %s object %s: %s", unit.shard, unit.key, unit.obj, unit.error)
+        return None
+
+
+def _shuffled(units: Iterator[_Unit], size: int, rng: random.Random) -> Iterator[_Unit]:
+    """A shuffle buffer: holds `size` units and emits a random one as each new one arrives."""
+    buffer: list[_Unit] = []
+    for unit in units:
+        if len(buffer) < size:
+            buffer.append(unit)
+            continue
+        i = rng.randrange(size)
+        yield buffer[i]
+        buffer[i] = unit
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+class Loader:
+    """Iterates one epoch of batches per `iter()`; resumable mid-epoch.
+
+    `state_dict()` records, per worker, how many units it has delivered to the consumer (not
+    merely prefetched); `load_state_dict()` makes the next `iter()` continue from there. Once an
+    epoch is complete the next `iter()` runs the following one. `skipped` / `seen` count the bad
+    and read samples of the current (or just finished) epoch; more than `max_bad_fraction` bad
+    stops the run with an error.
+    """
+
+    def __init__(
+        self, stream: ShardStream, *, num_workers: int, prefetch_factor: int, max_bad_fraction: float
+    ):
+        self.stream = stream
+        self.num_workers = num_workers
+        self.prefetch_factor = prefetch_factor
+        self.max_bad_fraction = max_bad_fraction
+        self.epoch = 0
+        self._done = False
+        self._workers: dict[int, dict[str, int]] = {}
+
+    @property
+    def seen(self) -> int:
+        return sum(w["seen"] for w in self._workers.values())
+
+    @property
+    def skipped(self) -> int:
+        return sum(w["bad"] for w in self._workers.values())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the epoch the next `iter()` runs; unless it is the one in progress, it runs
+        from its beginning."""
+        if epoch != self.epoch or self._done:
+            self.epoch, self._workers, self._done = epoch, {}, False
+
+    def __iter__(self) -> Iterator[Batch]:
+        if self._done:
+            self.set_epoch(self.epoch + 1)
+        self.stream.epoch, self.stream.resume = self.epoch, {k: dict(v) for k, v in self._workers.items()}
+        loader = DataLoader(
+            self.stream,
+            batch_size=None,
+            num_workers=self.num_workers,
+            prefetch_factor=self.prefetch_factor if self.num_workers else None,
+            pin_memory=torch.cuda.is_available(),
+        )
+        for batch, state in loader:
+            self._workers[state["worker"]] = {k: v for k, v in state.items() if k != "worker"}
+            if self.seen >= _MIN_SEEN_FOR_CHECK:
+                self._check_bad()
+            if batch is not None:
+                yield batch
+        self._check_bad()
+        self._done = True
+
+    def _check_bad(self) -> None:
+        if self.skipped > self.max_bad_fraction * max(self.seen, 1):
+            raise RuntimeError(
+                f"{self.skipped} of {self.seen} samples were bad in epoch {self.epoch} (more than "
+                f"data.max_bad_fraction={self.max_bad_fraction}); the log names each shard and key"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        s = self.stream
+        return {
+            "epoch": self.epoch + 1 if self._done else self.epoch,
+            "seed": s.seed,
+            "rank": s.rank,
+            "world_size": s.world_size,
+            "num_workers": s.num_workers,
+            "workers": {} if self._done else {str(k): dict(v) for k, v in self._workers.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        s = self.stream
+        saved = (state["seed"], state["rank"], state["world_size"], state["num_workers"])
+        current = (s.seed, s.rank, s.world_size, s.num_workers)
+        if saved != current:
+            raise ValueError(
+                f"loader state was saved with (seed, rank, world_size, num_workers)={saved}, this run "
+                f"has {current}; a mid-epoch resume needs the same"
+            )
+        self.epoch, self._done = int(state["epoch"]), False
+        self._workers = {int(k): dict(v) for k, v in state["workers"].items()}

@@ -1,0 +1,62 @@
+"""Stage-1 sampler: a clip of `num_frames` annotated frames `stride` apart and up to
+`max_objects` objects, augmented consistently, at SAM 2's resolution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from sec_train.data.augment import augment_clip
+from sec_train.data.config import Stage1Config
+from sec_train.data.images import decode_jpeg, object_mask
+from sec_train.types import Stage1Example, VideoSample
+
+
+class Stage1Sampler:
+    """Makes one `Stage1Example` per video.
+
+    The clip starts at a frame where at least one object is visible (the first frame is
+    prompted with the GT masks); the objects are drawn among those visible there.
+
+    Args:
+        cfg: clip length, stride, object count and augmentations.
+        sam_image_size: the output square size.
+    """
+
+    def __init__(self, cfg: Stage1Config, sam_image_size: int):
+        self.cfg = cfg
+        self.size = sam_image_size
+
+    def units(self, header: dict[str, Any]) -> list[int | None]:
+        """One unit per video."""
+        return [None]
+
+    def __call__(self, sample: VideoSample, obj: int | None, rng: np.random.Generator) -> Stage1Example:
+        positions, objects = self.pick(sample.header, rng)
+        expect = (sample.header["width"], sample.header["height"])
+        frames = [np.asarray(decode_jpeg(sample.frames[p], self.size, expect)) for p in positions]
+        images = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
+        masks = np.stack([np.stack([object_mask(sample, p, o) for o in objects]) for p in positions])
+        images, masks = augment_clip(images, torch.from_numpy(masks), self.size, self.cfg.augment, rng)
+        return Stage1Example(key=sample.key, images=images, masks=masks)
+
+    def pick(self, header: dict[str, Any], rng: np.random.Generator) -> tuple[list[int], list[int]]:
+        """(annotated frame positions of the clip, object ids); raises if the video cannot give one."""
+        n = len(header["frame_indices"])
+        span = (self.cfg.num_frames - 1) * self.cfg.stride + 1
+        if n < span:
+            raise ValueError(f"video has {n} annotated frames, a clip of {self.cfg.num_frames} needs {span}")
+        visible_at: dict[int, list[int]] = {}
+        for obj, frames in header["visible"].items():
+            for p in frames:
+                visible_at.setdefault(p, []).append(int(obj))
+        starts = [s for s in range(n - span + 1) if visible_at.get(s)]
+        if not starts:
+            raise ValueError("no object is visible on any possible first frame of a clip")
+        start = int(rng.choice(starts))
+        candidates = sorted(visible_at[start])
+        chosen = rng.permutation(len(candidates))[: self.cfg.max_objects]
+        objects = [candidates[i] for i in sorted(chosen)]
+        return list(range(start, start + span, self.cfg.stride)), objects
