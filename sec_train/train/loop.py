@@ -1,0 +1,258 @@
+"""The training loop: one `Trainer` per run, under accelerate (plain, DDP or DeepSpeed ZeRO-2/3)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from accelerate.utils import DistributedType, set_seed
+
+from sec_train.data.loader import build_loader
+from sec_train.model.sec import SeCModel, build_sec_model
+from sec_train.model.trainable import apply_trainable
+from sec_train.model.weights import load_trainable
+from sec_train.train.accel import init_process_group, make_accelerator
+from sec_train.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from sec_train.train.config import TrainConfig, to_yaml
+from sec_train.train.logging import RunLogger, Throughput, flops_per_token, peak_flops
+from sec_train.train.optim import build_optimizer, build_scheduler
+from sec_train.types import Batch, Stage2Batch
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many non-finite losses in a row: the run stops instead of training on garbage."""
+
+
+def build_model(cfg: TrainConfig) -> SeCModel:
+    """The recipe's model with its trainable policy, plus `init_from` weights, in train mode."""
+    model = build_sec_model(cfg.model)
+    apply_trainable(model, cfg.model.trainable)
+    if cfg.init_from is not None:
+        load_trainable(model, cfg.init_from)
+    return model.train()
+
+
+class Trainer:
+    """Runs a `TrainConfig`: builds model, optimizer and schedule, prepares them with accelerate.
+
+    Args:
+        cfg (`TrainConfig`): the run.
+        model (`SeCModel`, *optional*): a prebuilt model (the step benchmark passes one); default
+            `build_model(cfg)`.
+    """
+
+    def __init__(self, cfg: TrainConfig, model: SeCModel | None = None):
+        self.cfg = cfg
+        init_process_group()
+        set_seed(cfg.seed)  # every process builds the same initial weights
+        model = build_model(cfg) if model is None else model
+        self.accelerator = make_accelerator(cfg, model)
+        optimizer = build_optimizer(model, cfg.optim)
+        scheduler = build_scheduler(optimizer, cfg.optim, cfg.max_steps)
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        self.step = 0
+        self.nonfinite_total = 0
+        self.nonfinite_in_row = 0
+        self._window: list[torch.Tensor] = []
+        self._loss_keys: list[str] | None = None
+
+    @property
+    def unwrapped(self) -> SeCModel:
+        return self.accelerator.unwrap_model(self.model)
+
+    def _reduced_losses(self, losses: dict[str, torch.Tensor]) -> tuple[torch.Tensor, bool]:
+        """The loss parts averaged over processes, and whether every process's were finite
+        (one collective, so all processes agree on skipping)."""
+        if self._loss_keys is None:
+            self._loss_keys = ["loss", *sorted(k for k in losses if k != "loss")]
+        parts = torch.stack([losses[k].detach().float().reshape(()) for k in self._loss_keys])
+        bad = (~torch.isfinite(parts).all()).float().reshape(1)
+        total = self.accelerator.reduce(torch.cat([parts.nan_to_num(0.0, 0.0, 0.0), bad]), "sum")
+        return total[:-1] / self.accelerator.num_processes, bool(total[-1] == 0)
+
+    def train_step(self, batch: Batch) -> dict[str, float] | None:
+        """Forward and backward of one micro-batch; steps the optimizer at the end of an
+        accumulation window.
+
+        Returns:
+            At an optimizer step, its metrics (loss parts averaged over the window and the
+            processes, lr, grad_norm); None otherwise, including for a skipped micro-batch.
+
+        Raises:
+            NonFiniteLossError: `cfg.max_nonfinite` non-finite losses in a row.
+        """
+        losses = self.model(batch)
+        parts, finite = self._reduced_losses(losses)
+        if not finite:
+            self.nonfinite_total += 1
+            self.nonfinite_in_row += 1
+            if self.nonfinite_in_row >= self.cfg.max_nonfinite:
+                raise NonFiniteLossError(
+                    f"{self.nonfinite_in_row} non-finite losses in a row at step {self.step} "
+                    f"(max_nonfinite={self.cfg.max_nonfinite}); lower optim.lr or check the data"
+                )
+            return None
+        self.nonfinite_in_row = 0
+        self._window.append(parts)
+        with self.accelerator.accumulate(self.model):
+            self.accelerator.backward(losses["loss"])
+            if not self.accelerator.sync_gradients:
+                return None
+            lr = self.scheduler.get_last_lr()[0]
+            grad_norm = self._clip_and_step()
+        self.step += 1
+        metrics = dict(zip(self._loss_keys, torch.stack(self._window).mean(0).tolist()))
+        self._window = []
+        metrics["lr"] = lr
+        if grad_norm is not None:
+            metrics["grad_norm"] = grad_norm
+        return metrics
+
+    def _clip_and_step(self) -> float | None:
+        """Clips, steps optimizer and schedule; returns the pre-clip gradient norm."""
+        if self.accelerator.distributed_type == DistributedType.DEEPSPEED:
+            # DeepSpeed clipped and stepped inside `backward`
+            norm = self.model.get_global_grad_norm()
+        else:
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            norm = self.accelerator.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return None if norm is None else float(norm)
+
+    def save(self, loader_state: dict) -> Path:
+        """Writes the checkpoint of the current step (every process calls this)."""
+        meta = {"nonfinite_total": self.nonfinite_total, "nonfinite_in_row": self.nonfinite_in_row}
+        return save_checkpoint(
+            self.accelerator,
+            self.unwrapped,
+            self.cfg.out_dir,
+            self.step,
+            meta=meta,
+            loader_state=loader_state,
+            config_yaml=to_yaml(self.cfg),
+            keep_last=self.cfg.keep_last,
+        )
+
+    def restore(self, path: str | Path) -> dict:
+        """Restores a checkpoint; returns this process's loader state."""
+        meta, loader_state = load_checkpoint(self.accelerator, path)
+        self.step = int(meta["step"])
+        self.nonfinite_total = int(meta["nonfinite_total"])
+        self.nonfinite_in_row = int(meta["nonfinite_in_row"])
+        return loader_state
+
+    def resume_path(self) -> Path | None:
+        """The checkpoint `cfg.resume` names ("auto": the newest under `out_dir`, if any)."""
+        if self.cfg.resume is None:
+            return None
+        if self.cfg.resume == "auto":
+            return find_checkpoint(self.cfg.out_dir)
+        return Path(self.cfg.resume)
+
+    def validate(self) -> dict[str, float]:
+        """J&F on `cfg.data.val` with the current weights, on every process (ZeRO-3 needs all of
+        them for a forward); the keys gain a "val/" prefix."""
+        from sec_train.eval.evaluate import evaluate_model
+
+        model = self.unwrapped
+        model.eval()
+        with torch.no_grad():
+            scores = evaluate_model(
+                model,
+                self.cfg.data.val,
+                use_concept=self.cfg.model.mode != "stage1",
+                max_videos=self.cfg.val_max_videos,
+            )
+        model.train()
+        return {f"val/{k}": float(v) for k, v in scores.items()}
+
+    def fit(self) -> dict[str, float]:
+        """Trains to `cfg.max_steps`, logging, validating and checkpointing on the way.
+
+        Returns:
+            The metrics of the last optimizer step.
+        """
+        cfg, acc = self.cfg, self.accelerator
+        loader = self._build_loader()
+        path = self.resume_path()
+        if path is not None:
+            loader.load_state_dict(self.restore(path))
+        logger = RunLogger(cfg, acc.is_main_process, self.step)
+        logger.print(f"resolved config:\n{to_yaml(cfg)}")
+        if path is not None:
+            logger.print(f"resumed from {path} at step {self.step}")
+        meter = Throughput(flops_per_token(self.unwrapped), _total_peak_flops(acc))
+        batches = _batches(loader)
+        metrics: dict[str, float] = {}
+        try:
+            while self.step < cfg.max_steps:
+                batch = next(batches)
+                meter.add(*_batch_size(batch, acc.num_processes))
+                step_metrics = self.train_step(batch)
+                if step_metrics is None:
+                    continue
+                metrics = step_metrics
+                logger.step()
+                self._after_step(metrics, meter, logger, loader)
+        finally:
+            logger.close()
+        return metrics
+
+    def _after_step(self, metrics: dict[str, float], meter: Throughput, logger: RunLogger, loader) -> None:
+        cfg, step = self.cfg, self.step
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            logger.log(step, {**metrics, **meter.rates(), "nonfinite_skipped": self.nonfinite_total})
+        if cfg.val_every and cfg.data.val and step % cfg.val_every == 0:
+            logger.log(step, self.validate())
+        if step % cfg.save_every == 0 or step == cfg.max_steps:
+            saved = self.save(loader.state_dict())
+            logger.print(f"step {step}: checkpoint {saved}")
+
+    def _build_loader(self):
+        model, acc = self.unwrapped, self.accelerator
+        if not self.cfg.data.train:
+            raise ValueError("data.train is empty: name the shard directories (data.train=[DIR,...])")
+        return build_loader(
+            self.cfg.data,
+            mode=self.cfg.model.mode,
+            tokenizer=model.tokenizer,
+            lvlm_image_size=model.lvlm_image_size,
+            sam_image_size=model.sam_image_size,
+            num_image_tokens=model.num_image_tokens,
+            batch_size=self.cfg.batch_size,
+            rank=acc.process_index,
+            world_size=acc.num_processes,
+            seed=self.cfg.seed,
+        )
+
+
+def _batches(loader) -> Iterator[Batch]:
+    """Batches over epochs without end. Fetching runs outside the global RNG stream: a
+    DataLoader draws its workers' base seed from it when an epoch starts, and a resumed run
+    starts its epoch at a different point than the uninterrupted run did."""
+    empty_epochs = 0
+    while empty_epochs < 2:  # one empty epoch is a resume right at an epoch's end
+        epoch = iter(loader)
+        empty_epochs += 1
+        while True:
+            with torch.random.fork_rng(devices=[]):
+                batch = next(epoch, None)
+            if batch is None:
+                break
+            empty_epochs = 0
+            yield batch
+    raise RuntimeError("the training data yielded no batch in a whole epoch; check data.train")
+
+
+def _batch_size(batch: Batch, num_processes: int) -> tuple[int, int]:
+    """(samples, LLM tokens) of a step over all processes, assuming equal batches per process."""
+    tokens = int(batch.attention_mask.sum()) if isinstance(batch, Stage2Batch) else 0
+    return batch.num_samples * num_processes, tokens * num_processes
+
+
+def _total_peak_flops(accelerator) -> float | None:
+    peak = peak_flops(accelerator.device)
+    return None if peak is None else peak * accelerator.num_processes
