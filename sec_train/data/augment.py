@@ -26,7 +26,8 @@ def warp_theta(flip: bool, angle: float, shear: float, height: int, width: int) 
     `shear` degrees about its centre (in original pixel units), then flipped.
     """
     a, s = math.radians(angle), math.radians(shear)
-    rotate = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], dtype=torch.float64)
+    # positive angles turn counter-clockwise on screen (y points down), as torchvision's do
+    rotate = torch.tensor([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]], dtype=torch.float64)
     forward = rotate @ torch.tensor([[1.0, math.tan(s)], [0.0, 1.0]], dtype=torch.float64)
     to_pixels = torch.diag(torch.tensor([width / 2, height / 2], dtype=torch.float64))
     mirror = torch.diag(torch.tensor([-1.0 if flip else 1.0, 1.0], dtype=torch.float64))
