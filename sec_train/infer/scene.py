@@ -56,7 +56,7 @@ def rgb_to_hsv(image: np.ndarray) -> np.ndarray:
 
 def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
     """uint8 `[H, W, 3]` -> `[size, size, 3]`, bilinear with half-pixel centres like `cv2.resize`."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    tensor = torch.tensor(image).permute(2, 0, 1)[None].float()
     resized = F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False)
     return resized[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
