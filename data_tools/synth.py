@@ -208,21 +208,24 @@ def video_sample(video: SynthVideo, jpegs: list[bytes]) -> VideoSample:
     )
 
 
-def write_sav(video: SynthVideo, root: Path, every: int = 4, fps: int = 24) -> None:
+def write_sav(video: SynthVideo, root: Path, every: int = 4, fps: int = 24, scale: int = 1) -> None:
     """SA-V style: `root/<name>.mp4` with every frame and `root/<name>_manual.json` whose
-    `masklet` holds, for every `every`-th frame, one COCO RLE per object."""
+    `masklet` holds, for every `every`-th frame, one COCO RLE per object. `scale` upsamples
+    frames (bilinear) and masks (nearest) one at a time, for SA-V-sized videos rendered cheaply."""
     av = require_av()
     root.mkdir(parents=True, exist_ok=True)
-    t, h, w, _ = video.frames.shape
+    t, h, w = video.frames.shape[0], video.frames.shape[1] * scale, video.frames.shape[2] * scale
     with av.open(str(root / f"{video.name}.mp4"), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         for frame in video.frames:
+            frame = np.asarray(Image.fromarray(frame).resize((w, h), Image.BILINEAR))
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
     masklet = []
     for i in range(0, t, every):
-        encoded = mask_util.encode(np.asfortranarray(video.masks[i].transpose(1, 2, 0).astype(np.uint8)))
+        masks = video.masks[i].repeat(scale, axis=1).repeat(scale, axis=2)
+        encoded = mask_util.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
         masklet.append([{"size": r["size"], "counts": r["counts"].decode("ascii")} for r in encoded])
     manual = {
         "video_id": video.name,

@@ -25,7 +25,8 @@ def decode_jpeg(data: bytes, size: int | None = None, expect: tuple[int, int] | 
         raise ValueError(f"frame is {image.size[0]}x{image.size[1]}, expected {expect[0]}x{expect[1]}")
     if size is not None:
         image.draft("RGB", (size, size))
-    return image.convert("RGB")
+    image.load()
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def resize_image(image: Image.Image, size: int) -> np.ndarray:
@@ -44,8 +45,12 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
 
 def frame_image(sample: VideoSample, pos: int, size: int) -> np.ndarray:
     """Annotated frame `pos` as uint8 [size, size, 3]."""
-    expect = (sample.header["width"], sample.header["height"])
-    return resize_image(decode_jpeg(sample.frames[pos], size, expect), size)
+    return resize_image(sample_frame(sample, pos, size), size)
+
+
+def sample_frame(sample: VideoSample, pos: int, size: int | None = None) -> Image.Image:
+    """Annotated frame `pos` decoded (at a reduced scale still covering `size`, if given)."""
+    return decode_jpeg(sample.frames[pos], size, (sample.header["width"], sample.header["height"]))
 
 
 def object_mask(sample: VideoSample, pos: int, obj: int) -> np.ndarray:
@@ -56,5 +61,5 @@ def object_mask(sample: VideoSample, pos: int, obj: int) -> np.ndarray:
 
 
 def to_chw(image: np.ndarray) -> torch.Tensor:
-    """uint8 [H, W, 3] numpy -> uint8 [3, H, W] tensor."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+    """uint8 [H, W, 3] numpy -> uint8 [3, H, W] tensor view (stacking makes it contiguous)."""
+    return torch.from_numpy(image).permute(2, 0, 1)

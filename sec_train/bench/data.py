@@ -1,0 +1,152 @@
+"""`python -m sec_train.bench data [--json]`: stage-2 samples/s of the shard loader against the
+per-sample work of the original code, on an SA-V-style synthetic set, in one process.
+
+- (a) `loader`: `build_loader` in concept_only mode, no worker processes;
+- (b) `baseline`: per sample, decode the whole mp4 and every RLE of the video (as the original
+  does), then build the same example from the decoded arrays;
+- (c) `jpeg_bound`: decode just the JPEG frames a sample uses (references and target).
+
+Targets: loader / baseline >= 20 and loader / jpeg_bound >= 0.5. The rates and ratios come last,
+as JSON with --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from data_tools.convert_sav import load_sav_video, sav_jobs
+from data_tools.format import decode_record, iter_records, read_index, rle_to_mask
+from data_tools.pipeline import convert_videos
+from data_tools.synth import render_video, write_sav
+from data_tools.video import read_frames
+from sec_train.data.config import DataConfig
+from sec_train.data.draw import draw_contour
+from sec_train.data.images import resize_image, resize_mask
+from sec_train.data.loader import build_loader
+from sec_train.data.prompts import training_prompt
+from sec_train.data.stage2 import Stage2Sampler
+from sec_train.model.tokenizer import build_toy_tokenizer
+
+
+def build_set(root: Path, videos: int, frames: int, scale: int) -> tuple[Path, Path]:
+    """SA-V-style videos (320x180 rendered, upsampled by `scale`) and their shards."""
+    sav, shards = root / "sav", root / "shards"
+    for i in range(videos):
+        write_sav(render_video(f"sav_{i:06d}", i, frames=frames, height=180, width=320), sav, scale=scale)
+    convert_videos(sav_jobs(sav, sav), load_sav_video, shards, prefix="sav", workers=1)
+    return sav, shards
+
+
+def _units(shards: Path) -> list:
+    samples = [
+        decode_record(r, i["name"])
+        for i in read_index(shards)["shards"]
+        for r in iter_records(shards / i["name"])
+    ]
+    return [(s, obj) for s in samples for obj in s.header["object_ids"]]
+
+
+def bench_loader(cfg: DataConfig, sizes: dict, tokenizer, count: int) -> float:
+    loader = build_loader(cfg, mode="concept_only", tokenizer=tokenizer, batch_size=1, **sizes)
+    done, start = 0, time.perf_counter()
+    while done < count:
+        for _ in loader:
+            done += 1
+            if done == count:
+                break
+    return count / (time.perf_counter() - start)
+
+
+def _baseline_example(
+    frames: list, masks: list, header: dict, obj: int, sampler: Stage2Sampler, n: int
+) -> None:
+    """The stage-2 example built from a fully decoded video, as the original code does."""
+    plan = sampler.plan(header, obj, np.random.default_rng(n))
+    h, w = header["height"], header["width"]
+
+    def frame(p: int, size: int) -> np.ndarray:
+        return resize_image(Image.fromarray(frames[header["frame_indices"][p]]), size)
+
+    def mask(p: int, o: int, size: int) -> np.ndarray:
+        m = masks[p][header["object_ids"].index(o)]
+        return resize_mask(np.zeros((h, w), bool) if m is None else m, size)
+
+    lvlm = [
+        draw_contour(frame(p, sampler.lvlm_size), mask(p, o, sampler.lvlm_size))
+        for p, o in zip(plan.refs, plan.outlined)
+    ]
+    lvlm.append(frame(plan.target, sampler.lvlm_size))
+    torch.from_numpy(np.stack(lvlm)).permute(0, 3, 1, 2).contiguous()
+    torch.from_numpy(frame(plan.target, sampler.sam_size)).permute(2, 0, 1).contiguous()
+    torch.from_numpy(mask(plan.target, obj, sampler.sam_size))
+    training_prompt(sampler.tokenizer, len(lvlm), sampler.num_image_tokens, np.random.default_rng(n))
+
+
+def bench_baseline(units: list, sav: Path, sampler: Stage2Sampler, count: int) -> float:
+    start = time.perf_counter()
+    for n in range(count):
+        sample, obj = units[n % len(units)]
+        header, (h, w) = sample.header, (sample.header["height"], sample.header["width"])
+        frames = [
+            f for _, f in read_frames(sav / f"{header['video']}.mp4", range(header["frame_indices"][-1] + 1))
+        ]
+        masks = [[None if r is None else rle_to_mask(r, h, w) for r in row] for row in sample.masks]
+        _baseline_example(frames, masks, header, obj, sampler, n)
+    return count / (time.perf_counter() - start)
+
+
+def bench_jpeg_bound(units: list, sampler: Stage2Sampler, count: int) -> float:
+    start = time.perf_counter()
+    for n in range(count):
+        sample, obj = units[n % len(units)]
+        plan = sampler.plan(sample.header, obj, np.random.default_rng(n))
+        for p in [*plan.refs, plan.target]:
+            Image.open(io.BytesIO(sample.frames[p])).convert("RGB")
+    return count / (time.perf_counter() - start)
+
+
+def main(argv: list[str]) -> int:
+    """Builds the set, measures (a), (b), (c) and prints them with the two ratios."""
+    parser = argparse.ArgumentParser(prog="python -m sec_train.bench data", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    parser.add_argument("--videos", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=336, help="video frames (SA-V: ~14 s at 24 fps)")
+    parser.add_argument("--scale", type=int, default=4, help="upsampling of 320x180 (4: 1280x720)")
+    parser.add_argument("--samples", type=int, default=24, help="samples timed per method")
+    parser.add_argument("--baseline-samples", type=int, default=6)
+    parser.add_argument("--lvlm-size", type=int, default=448)
+    parser.add_argument("--sam-size", type=int, default=1024)
+    parser.add_argument("--image-tokens", type=int, default=256)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # as in a DataLoader worker: the data path is single-threaded
+    sizes = dict(
+        lvlm_image_size=args.lvlm_size, sam_image_size=args.sam_size, num_image_tokens=args.image_tokens
+    )
+    tokenizer = build_toy_tokenizer()
+    with tempfile.TemporaryDirectory() as tmp:
+        sav, shards = build_set(Path(tmp), args.videos, args.frames, args.scale)
+        cfg = DataConfig(train=[str(shards)], num_workers=0, shuffle_buffer=8)
+        sampler = Stage2Sampler(cfg.stage2, mode="concept_only", tokenizer=tokenizer, **sizes)
+        units = _units(shards)
+        rates = {
+            "loader": bench_loader(cfg, sizes, tokenizer, args.samples),
+            "baseline": bench_baseline(units, sav, sampler, args.baseline_samples),
+            "jpeg_bound": bench_jpeg_bound(units, sampler, args.samples),
+        }
+    result = {
+        "samples_per_s": {k: round(v, 2) for k, v in rates.items()},
+        "loader_over_baseline": round(rates["loader"] / rates["baseline"], 2),
+        "loader_over_jpeg_bound": round(rates["loader"] / rates["jpeg_bound"], 3),
+        "targets": {"loader_over_baseline": 20, "loader_over_jpeg_bound": 0.5},
+    }
+    print(json.dumps(result) if args.json else json.dumps(result, indent=1))
+    return 0
