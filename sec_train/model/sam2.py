@@ -107,7 +107,7 @@ def real_sam2_config(num_maskmem: int = 7) -> Sam2VideoConfig:
     return Sam2VideoConfig(vision_config=vision, image_size=1024, num_maskmem=num_maskmem)
 
 
-def build_sam2(source: str, num_maskmem: int) -> Sam2VideoModel:
+def build_sam2(source: str, num_maskmem: int | None = None) -> Sam2VideoModel:
     """Builds SAM 2 from "toy", "real" or a local transformers checkpoint directory.
 
     Args:
@@ -115,25 +115,25 @@ def build_sam2(source: str, num_maskmem: int) -> Sam2VideoModel:
             "toy" (random init of `toy_sam2_config`), "real" (SAM 2.1-L shapes on the meta device,
             for counting and planning without memory) or a directory holding a
             `Sam2VideoModel.save_pretrained` checkpoint.
-        num_maskmem (`int`):
-            Memory bank size. A checkpoint trained with another size gets its temporal encodings
-            interpolated by `set_num_maskmem`.
+        num_maskmem (`int`, *optional*):
+            Memory bank size; None keeps the checkpoint's (7 for "toy" and "real"). A checkpoint
+            with another size gets its temporal encodings interpolated by `set_num_maskmem`.
 
     Returns:
         `Sam2VideoModel`
     """
     if source == "toy":
-        return Sam2VideoModel(toy_sam2_config(num_maskmem))
+        return Sam2VideoModel(toy_sam2_config(num_maskmem or 7))
     if source == "real":
         with torch.device("meta"):
-            return Sam2VideoModel(real_sam2_config(num_maskmem))
+            return Sam2VideoModel(real_sam2_config(num_maskmem or 7))
     path = Path(source)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
             f"SAM 2 source {source!r} is neither 'toy', 'real' nor a checkpoint dir with config.json"
         )
     model = Sam2VideoModel.from_pretrained(path)
-    if model.num_maskmem != num_maskmem:
+    if num_maskmem is not None and model.num_maskmem != num_maskmem:
         set_num_maskmem(model, num_maskmem)
     return model
 
