@@ -59,21 +59,22 @@ def seg2bmap(seg: np.ndarray) -> np.ndarray:
 def dilate_disk(bmap: np.ndarray, radius: int) -> np.ndarray:
     """Binary dilation by the disk `{(dy, dx): dy^2 + dx^2 <= radius^2}`, zero outside the image.
 
-    The disk is split into one horizontal run per row offset; each run width is a sliding
-    window over a row-wise cumulative sum, so the cost does not grow with the disk's area.
+    The disk is split into one horizontal run per row offset; a run is a difference of two
+    slices of a row-wise cumulative sum, so the cost does not grow with the disk's area.
     """
     h, w = bmap.shape
-    csum = np.zeros((h, w + 1), dtype=np.int32)
-    np.cumsum(bmap, axis=1, out=csum[:, 1:])
-    cols = np.arange(w)
+    # csum[:, j] = number of set pixels among the first j of the row padded by `radius` zeros
+    csum = np.zeros((h, w + 2 * radius + 1), dtype=np.int32)
+    np.cumsum(np.pad(bmap, ((0, 0), (radius, radius))), axis=1, out=csum[:, 1:])
     runs: dict[int, np.ndarray] = {}
     out = np.zeros((h, w), dtype=bool)
     for dy in range(-radius, radius + 1):
         half = math.isqrt(radius * radius - dy * dy)
         if half not in runs:
-            lo = np.clip(cols - half, 0, w)
-            hi = np.clip(cols + half + 1, 0, w)
-            runs[half] = (csum[:, hi] - csum[:, lo]) > 0
+            runs[half] = (
+                csum[:, radius + half + 1 : radius + half + 1 + w]
+                > csum[:, radius - half : radius - half + w]
+            )
         run = runs[half]
         # out[y] |= run[y + dy], rows that fall outside the image contribute nothing
         if dy >= 0:
@@ -81,6 +82,14 @@ def dilate_disk(bmap: np.ndarray, radius: int) -> np.ndarray:
         else:
             out[-dy:] |= run[: h + dy]
     return out
+
+
+def _crop_to(*maps: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The maps cut to the bounding box of their set pixels (all set pixels stay inside)."""
+    union = np.logical_or.reduce(maps)
+    rows, cols = np.flatnonzero(union.any(axis=1)), np.flatnonzero(union.any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    return tuple(m[box] for m in maps)
 
 
 def boundary_radius(shape: tuple[int, int], bound_th: float = BOUNDARY_TOLERANCE) -> int:
@@ -105,6 +114,8 @@ def f_measure(
         precision = 1.0 if n_fg == 0 else 0.0
         recall = 1.0 if n_gt == 0 else 0.0
     else:
+        # matches are only counted on boundary pixels, so the boundaries' bounding box suffices
+        fg_boundary, gt_boundary = _crop_to(fg_boundary, gt_boundary)
         precision = float((fg_boundary & dilate_disk(gt_boundary, radius)).sum()) / n_fg
         recall = float((gt_boundary & dilate_disk(fg_boundary, radius)).sum()) / n_gt
     if precision + recall == 0:
