@@ -244,7 +244,10 @@ def _batches(loader) -> Iterator[Batch]:
                 break
             empty_epochs = 0
             yield batch
-    raise RuntimeError("the training data yielded no batch in a whole epoch; check data.train")
+    raise RuntimeError(
+        "the training data yielded no batch in a whole epoch on this process; data.train needs at "
+        "least one shard per process and loader worker (sec-data can split data into more shards)"
+    )
 
 
 def _batch_size(batch: Batch, num_processes: int) -> tuple[int, int]:
