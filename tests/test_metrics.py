@@ -112,3 +112,19 @@ def test_score_video_rejects_unknown_labels():
     pred[1, 0, 0] = 7
     with pytest.raises(ValueError, match="labels \\[7\\]"):
         score_video(gt, pred, [1])
+
+
+def test_f_measure_matches_a_full_image_scipy_reference():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    rng = np.random.default_rng(1)
+    radius = boundary_radius((60, 80))
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    disk = yy**2 + xx**2 <= radius**2
+    for _ in range(5):
+        # blobs that touch the image border, where cropping and zero padding must agree
+        gt = ndimage.gaussian_filter(rng.random((60, 80)), 4) > 0.5
+        pred = gt ^ (ndimage.gaussian_filter(rng.random((60, 80)), 3) > 0.55)
+        fg, gb = seg2bmap(pred), seg2bmap(gt)
+        precision = (fg & ndimage.binary_dilation(gb, disk)).sum() / fg.sum()
+        recall = (gb & ndimage.binary_dilation(fg, disk)).sum() / gb.sum()
+        assert f_measure(pred, gt) == pytest.approx(2 * precision * recall / (precision + recall))
