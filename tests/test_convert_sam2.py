@@ -1,0 +1,82 @@
+"""SAM 2 key mapping without Meta's package: round trip, memory-bank resize, error reports."""
+
+import pytest
+import torch
+from transformers import Sam2VideoModel
+
+from sec_train.convert.sam2 import import_sam2, plan_to_original
+from sec_train.model.sam2 import toy_sam2_config
+
+
+@pytest.fixture(scope="module")
+def ours():
+    torch.manual_seed(0)
+    model = Sam2VideoModel(toy_sam2_config()).eval()
+    # one Gaussian matrix, as in every converted checkpoint (random init draws two)
+    model.prompt_encoder.shared_embedding.positional_embedding.copy_(
+        model.shared_image_embedding.positional_embedding
+    )
+    return model
+
+
+def to_original(model: Sam2VideoModel) -> dict[str, torch.Tensor]:
+    """Our model's tensors under Meta's names, through the export mapping."""
+    state = model.state_dict()
+    out = {}
+    for step in plan_to_original(list(state), model.config):
+        tensors = [state[key] for key in step.sources]
+        out[step.target] = step.combine(tensors) if step.combine is not None else tensors[0]
+    return out
+
+
+def test_export_then_import_is_the_identity(ours, tmp_path):
+    original = to_original(ours)
+    assert "sam_prompt_encoder.point_embeddings.3.weight" in original
+    assert "image_encoder.trunk.blocks.0.mlp.layers.1.weight" in original
+    torch.save({"model": original}, tmp_path / "meta.pt")
+    import_sam2(tmp_path / "meta.pt", tmp_path / "back", config=ours.config)
+    back = Sam2VideoModel.from_pretrained(str(tmp_path / "back")).state_dict()
+    expected = ours.state_dict()
+    assert back.keys() == expected.keys()
+    for key, tensor in expected.items():
+        torch.testing.assert_close(back[key], tensor, rtol=0, atol=0, msg=key)
+
+
+def test_import_interpolates_the_memory_bank_as_sec_does(ours, tmp_path):
+    original = to_original(ours)
+    # slot k, channel c holds k * (c + 1): linear in k, so align-corners interpolation is exact
+    ramp = torch.arange(7.0)[:, None] * torch.arange(1.0, 65.0)[None, :]
+    original["maskmem_tpos_enc"] = ramp.view(7, 1, 1, 64)
+    torch.save({"model": original}, tmp_path / "meta.pt")
+    import_sam2(tmp_path / "meta.pt", tmp_path / "out", config=ours.config, num_maskmem=22)
+    model = Sam2VideoModel.from_pretrained(str(tmp_path / "out"))
+    slots = torch.arange(22.0) * 6 / 21  # the 22 new slots span the 7 old ones end to end
+    expected = (slots[:, None] * torch.arange(1.0, 65.0)[None, :]).view(22, 1, 1, 64)
+    assert model.config.num_maskmem == 22
+    torch.testing.assert_close(model.memory_temporal_positional_encoding.data, expected)
+
+
+def test_export_warns_when_the_two_gaussian_copies_differ():
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="shared_image_embedding"):
+        original = to_original(Sam2VideoModel(toy_sam2_config()))
+    assert original["sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"].shape == (2, 64)
+
+
+def test_missing_and_unexpected_keys_are_listed(ours, tmp_path):
+    original = to_original(ours)
+    del original["memory_encoder.out_proj.bias"]
+    original["sam_mask_decoder.extra_head.weight"] = torch.zeros(1)
+    torch.save({"model": original}, tmp_path / "meta.pt")
+    with pytest.raises(ValueError) as err:
+        import_sam2(tmp_path / "meta.pt", tmp_path / "out", config=ours.config)
+    assert "memory_encoder.projection.bias" in str(err.value)
+    assert "sam_mask_decoder.extra_head.weight" in str(err.value)
+    assert "meta.pt" in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_checkpoint_that_is_not_hiera_l_needs_a_config(ours, tmp_path):
+    torch.save({"model": to_original(ours)}, tmp_path / "meta.pt")
+    with pytest.raises(ValueError, match="--config"):
+        import_sam2(tmp_path / "meta.pt", tmp_path / "out")
