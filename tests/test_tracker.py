@@ -147,3 +147,20 @@ def test_tracking_without_prompt_is_a_clear_error():
     feats = tracker.encode_frames(torch.randn(1, 3, SIZE, SIZE))
     with pytest.raises(ValueError, match="mask_prompt"):
         tracker.track_frame(tracker.init_state(1), feats.frame(0), 0)
+
+
+def test_one_frame_per_object_matches_separate_calls():
+    sam2 = random_sam2().eval()
+    tracker = Sam2Tracker(sam2, build_token_attn(sam2))
+    feats = tracker.encode_frames(torch.randn(3, 3, SIZE, SIZE))
+    concept = torch.randn(3, 256)
+    with torch.no_grad():
+        batched = tracker.track_frame(tracker.init_state(3), feats, 0, concept=concept, use_memory=False)
+        for k in range(3):
+            alone = tracker.track_frame(
+                tracker.init_state(1), feats.frame(k), 0, concept=concept[k : k + 1], use_memory=False
+            )
+            torch.testing.assert_close(batched.high_res_multimasks[k : k + 1], alone.high_res_multimasks)
+            torch.testing.assert_close(batched.ious[k : k + 1], alone.ious)
+    with pytest.raises(ValueError, match="3 feature frames for 2 objects"):
+        tracker.track_frame(tracker.init_state(2), feats, 0, concept=concept[:2], use_memory=False)

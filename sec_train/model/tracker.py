@@ -160,7 +160,9 @@ class Sam2Tracker:
 
         Args:
             state (`TrackState`): updated in place.
-            features (`FrameFeatures`): this frame's features (`FrameFeatures.frame`).
+            features (`FrameFeatures`):
+                This frame's features (`FrameFeatures.frame`), shared by the N objects; or N
+                frames, one per object (e.g. the target frames of N samples in concept-only mode).
             frame_idx (`int`): the frame's position in the video.
             mask_prompt (`torch.Tensor` of shape `(N, S, S)`, *optional*):
                 A mask that conditions tracking (kept in memory for the whole video).
@@ -184,11 +186,13 @@ class Sam2Tracker:
         if not use_memory and concept is None:
             raise ValueError(f"frame {frame_idx}: use_memory=False needs a concept embedding")
         n = state.num_objects
+        if features.num_frames not in (1, n):
+            raise ValueError(f"frame {frame_idx}: {features.num_frames} feature frames for {n} objects")
         top = features.levels[-1].expand(-1, n, -1)
-        high_res = [self._to_map(x, 1, level) for level, x in enumerate(features.levels[:-1])]
+        high_res = [self._to_map(x, level) for level, x in enumerate(features.levels[:-1])]
         mask = mask_prompt if mask_prompt is not None else mask_input
         if mask is not None:
-            out = self._mask_as_output(self._to_map(top, n), high_res, features.image_pe, mask)
+            out = self._mask_as_output(self._to_map(top), high_res, features.image_pe, mask)
         else:
             pix_feat = self._condition(state, frame_idx, top, features.top_pos, concept, use_memory)
             out = self._sam_heads(pix_feat, high_res, features.image_pe, is_cond=False)
@@ -255,7 +259,6 @@ class Sam2Tracker:
         use_memory: bool,
     ) -> torch.Tensor:
         """Top-level features [HW, N, C] -> the mask decoder's input [N, C, H, W]."""
-        n = state.num_objects
         maps = []
         if use_memory:
             maps.append(self._memory_conditioned(state, frame_idx, top, top_pos))
@@ -263,16 +266,15 @@ class Sam2Tracker:
             if self.token_attn is None:
                 raise ValueError("a concept embedding needs the tracker to hold token_attn")
             flat = concept_condition(self.token_attn, top, top_pos, concept)
-            maps.append(self._to_map(flat.transpose(0, 1), n))
+            maps.append(self._to_map(flat.transpose(0, 1)))
         return maps[0] if len(maps) == 1 else (maps[0] + maps[1]) / 2
 
     def _memory_conditioned(
         self, state: TrackState, frame_idx: int, top: torch.Tensor, top_pos: torch.Tensor
     ) -> torch.Tensor:
         """Cross-attends the frame to the memory bank and object pointers (SAM 2's rule)."""
-        n = state.num_objects
         if self.sam2.num_maskmem == 0:
-            return self._to_map(top, n)
+            return self._to_map(top)
         if not state.cond:
             raise ValueError(
                 f"frame {frame_idx}: tracking from memory needs a mask_prompt on an earlier frame"
@@ -289,7 +291,7 @@ class Sam2Tracker:
             memory_posision_embeddings=memory_pos,
             num_object_pointer_tokens=num_pointer_tokens,
         )
-        return self._to_map(out[0].transpose(0, 1), n)
+        return self._to_map(out[0].transpose(0, 1))
 
     def _spatial_memory(
         self, state: TrackState, frame_idx: int
@@ -445,8 +447,7 @@ class Sam2Tracker:
 
     def _encode_memory(self, top: torch.Tensor, out: FrameOutput) -> FrameMemory:
         """Memory-encodes the frame's selected masks (SAM 2's `_encode_new_memory`, batched)."""
-        sam2, n = self.sam2, top.shape[1]
-        masks = out.high_res_masks
+        sam2, masks = self.sam2, out.high_res_masks
         mem_size = tuple(4 * s for s in sam2.prompt_encoder.mask_input_size)
         if masks.shape[-2:] != mem_size:
             masks = F.interpolate(masks.float(), size=mem_size, mode="bilinear", antialias=True).to(
@@ -455,7 +456,7 @@ class Sam2Tracker:
         # At inference a given mask is binarised; otherwise probabilities feed the encoder.
         probs = (masks > 0).to(masks.dtype) if out.from_mask and not sam2.training else torch.sigmoid(masks)
         probs = probs * self.config.sigmoid_scale_for_mem_enc + self.config.sigmoid_bias_for_mem_enc
-        features, pos = sam2.memory_encoder(self._to_map(top, n), probs)
+        features, pos = sam2.memory_encoder(self._to_map(top), probs)
         if sam2.occlusion_spatial_embedding_parameter is not None:
             absent = (out.object_score_logits <= 0).to(features.dtype)
             features = (
@@ -476,7 +477,7 @@ class Sam2Tracker:
         for t in [t for t in state.non_cond if t <= frame_idx - horizon]:
             del state.non_cond[t]
 
-    def _to_map(self, flat: torch.Tensor, n: int, level: int = -1) -> torch.Tensor:
-        """(HW, N or 1, C) -> (N, C, H, W) at the size of feature level `level`."""
+    def _to_map(self, flat: torch.Tensor, level: int = -1) -> torch.Tensor:
+        """(HW, B, C) -> (B, C, H, W) at the size of feature level `level`."""
         height, width = self.sam2.backbone_feature_sizes[level]
-        return flat.permute(1, 2, 0).reshape(-1, flat.shape[-1], height, width).expand(n, -1, -1, -1)
+        return flat.permute(1, 2, 0).reshape(-1, flat.shape[-1], height, width)
