@@ -330,6 +330,9 @@ class Sam2Tracker:
             if prev in state.non_cond:
                 offsets.append(offset)
                 tokens.append(state.non_cond[prev].object_pointer)
+        if not tokens:  # only future conditioning frames, at evaluation
+            empty = self.sam2.no_object_pointer.new_zeros(0, n, self.sam2.mem_dim)
+            return empty, empty
         pointers = torch.stack(tokens, dim=0)  # [P, N, C]
         hidden, mem_dim = pointers.shape[-1], self.sam2.mem_dim
         if self.config.enable_temporal_pos_encoding_for_object_pointers:
