@@ -18,7 +18,7 @@ import torch
 from transformers import Sam2VideoConfig, Sam2VideoModel
 
 from sec_train.convert.rename import Renamer
-from sec_train.convert.streaming import ShardWriter, Step, TensorSource, check_plan, run_plan
+from sec_train.convert.streaming import ShardWriter, Step, TensorSource, check_plan, fresh_output, run_plan
 from sec_train.model.sam2 import real_sam2_config, set_num_maskmem
 
 NUM_POINT_EMBEDDINGS = 4
@@ -258,4 +258,4 @@ def import_sam2(
     config = config if config is not None else detect_sam2_config(source)
     steps = plan_from_original(source.keys(), config)
     check_plan(steps, source, sam2_shapes(config))
-    write_sam2(source, steps, config, Path(out), num_maskmem)
+    write_sam2(source, steps, config, fresh_output(out), num_maskmem)

@@ -25,6 +25,15 @@ DEFAULT_SHARD_BYTES = 2 * 1024**3
 _LISTED = 20  # keys named in an error before "... and N more"
 
 
+def fresh_output(path: str | Path) -> Path:
+    """`path` as a new, empty output directory; an existing non-empty one is an error, not overwritten."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise FileExistsError(f"{path} exists and is not an empty directory; choose a new output path")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 class TensorSource:
     """Read-only, lazily loaded tensors of a checkpoint, in the order they lie in its files.
 
