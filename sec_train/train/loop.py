@@ -9,6 +9,7 @@ import torch
 from accelerate.utils import DistributedType, set_seed
 
 from sec_train.data.loader import build_loader
+from sec_train.data.shards import Loader
 from sec_train.model.sec import SeCModel, build_sec_model
 from sec_train.model.trainable import apply_trainable
 from sec_train.model.weights import load_trainable
@@ -176,7 +177,7 @@ class Trainer:
             The metrics of the last optimizer step.
         """
         cfg, acc = self.cfg, self.accelerator
-        loader = self._build_loader()
+        loader = build_train_loader(cfg, self.unwrapped, acc.process_index, acc.num_processes)
         path = self.resume_path()
         if path is not None:
             loader.load_state_dict(self.restore(path))
@@ -201,7 +202,9 @@ class Trainer:
             logger.close()
         return metrics
 
-    def _after_step(self, metrics: dict[str, float], meter: Throughput, logger: RunLogger, loader) -> None:
+    def _after_step(
+        self, metrics: dict[str, float], meter: Throughput, logger: RunLogger, loader: Loader
+    ) -> None:
         cfg, step = self.cfg, self.step
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             logger.log(step, {**metrics, **meter.rates(), "nonfinite_skipped": self.nonfinite_total})
@@ -211,25 +214,26 @@ class Trainer:
             saved = self.save(loader.state_dict())
             logger.print(f"step {step}: checkpoint {saved}")
 
-    def _build_loader(self):
-        model, acc = self.unwrapped, self.accelerator
-        if not self.cfg.data.train:
-            raise ValueError("data.train is empty: name the shard directories (data.train=[DIR,...])")
-        return build_loader(
-            self.cfg.data,
-            mode=self.cfg.model.mode,
-            tokenizer=model.tokenizer,
-            lvlm_image_size=model.lvlm_image_size,
-            sam_image_size=model.sam_image_size,
-            num_image_tokens=model.num_image_tokens,
-            batch_size=self.cfg.batch_size,
-            rank=acc.process_index,
-            world_size=acc.num_processes,
-            seed=self.cfg.seed,
-        )
+
+def build_train_loader(cfg: TrainConfig, model: SeCModel, rank: int = 0, world_size: int = 1) -> Loader:
+    """The recipe's training loader, sized for `model`, holding this process's share of the data."""
+    if not cfg.data.train:
+        raise ValueError("data.train is empty: name the shard directories (data.train=[DIR,...])")
+    return build_loader(
+        cfg.data,
+        mode=cfg.model.mode,
+        tokenizer=model.tokenizer,
+        lvlm_image_size=model.lvlm_image_size,
+        sam_image_size=model.sam_image_size,
+        num_image_tokens=model.num_image_tokens,
+        batch_size=cfg.batch_size,
+        rank=rank,
+        world_size=world_size,
+        seed=cfg.seed,
+    )
 
 
-def _batches(loader) -> Iterator[Batch]:
+def _batches(loader: Loader) -> Iterator[Batch]:
     """Batches over epochs without end. Fetching runs outside the global RNG stream: a
     DataLoader draws its workers' base seed from it when an epoch starts, and a resumed run
     starts its epoch at a different point than the uninterrupted run did."""
