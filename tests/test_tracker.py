@@ -74,7 +74,8 @@ def test_matches_transformers_video_inference(num_maskmem, object_bias):
     sam2 = random_sam2(num_maskmem=num_maskmem, object_bias=object_bias).eval()
     video = torch.randn(NUM_FRAMES, 3, SIZE, SIZE)
     prompt = box_masks(1)[0]
-    tracker = Sam2Tracker(sam2, memory_dtype=torch.bfloat16)
+    # transformers stores memories in bfloat16 and points from the best multimask token.
+    tracker = Sam2Tracker(sam2, memory_dtype=torch.bfloat16, mask_pointer_multimask=True)
     with torch.no_grad():
         feats = tracker.encode_frames(video)
         state = tracker.init_state(num_objects=2, num_frames=NUM_FRAMES)
@@ -164,3 +165,26 @@ def test_one_frame_per_object_matches_separate_calls():
             torch.testing.assert_close(batched.ious[k : k + 1], alone.ious)
     with pytest.raises(ValueError, match="3 feature frames for 2 objects"):
         tracker.track_frame(tracker.init_state(2), feats, 0, concept=concept[:2], use_memory=False)
+
+
+def test_pointer_of_a_given_mask_follows_the_chosen_output_token():
+    """Meta's SAM 2 points from the single-mask token; transformers from the best of three."""
+    sam2 = random_sam2(object_bias=1.0).eval()  # the decoder sees the object: its pointer is used
+    feats = Sam2Tracker(sam2).encode_frames(torch.randn(1, 3, SIZE, SIZE))
+    levels = [
+        x.permute(1, 2, 0).reshape(1, -1, *s) for x, s in zip(feats.levels, sam2.backbone_feature_sizes)
+    ]
+    mask = box_masks(1)[0, :1]
+    pointers = []
+    for multimask in (False, True):
+        tracker = Sam2Tracker(sam2, mask_pointer_multimask=multimask)
+        with torch.no_grad():
+            got = tracker.track_frame(tracker.init_state(1), feats, 0, mask_prompt=mask).object_pointer
+            expected = sam2._single_frame_forward(
+                input_masks=sam2.mask_downsample(mask[None].float()),
+                image_embeddings=levels,
+                multimask_output=multimask,
+            ).object_pointer
+        torch.testing.assert_close(got, expected.reshape(got.shape))
+        pointers.append(got)
+    assert not torch.allclose(pointers[0], pointers[1])

@@ -114,6 +114,10 @@ class Sam2Tracker:
         memory_dtype (`torch.dtype`, *optional*):
             dtype the memory bank stores its features in. SAM 2's video predictor stores
             bfloat16 to save memory; None keeps the compute dtype (training).
+        mask_pointer_multimask (`bool`, *optional*, defaults to `False`):
+            Which output token makes the object pointer of a given mask. Meta's SAM 2 (which the
+            SAM 2.1 and SeC weights were trained with) uses the single-mask token; transformers'
+            video inference uses the best of the 3 multimask tokens (True).
     """
 
     def __init__(
@@ -121,10 +125,12 @@ class Sam2Tracker:
         sam2: Sam2VideoModel,
         token_attn: nn.Module | None = None,
         memory_dtype: torch.dtype | None = None,
+        mask_pointer_multimask: bool = False,
     ):
         self.sam2 = sam2
         self.token_attn = token_attn
         self.memory_dtype = memory_dtype
+        self.mask_pointer_multimask = mask_pointer_multimask
         self.config = sam2.config
 
     @property
@@ -195,7 +201,7 @@ class Sam2Tracker:
             out = self._mask_as_output(self._to_map(top), high_res, features.image_pe, mask)
         else:
             pix_feat = self._condition(state, frame_idx, top, features.top_pos, concept, use_memory)
-            out = self._sam_heads(pix_feat, high_res, features.image_pe, is_cond=False)
+            out = self._sam_heads(pix_feat, high_res, features.image_pe, self._tracking_multimask())
         if update_memory and self.sam2.num_maskmem > 0:
             memory = self._encode_memory(top, out)
             bank = state.cond if mask_prompt is not None else state.non_cond
@@ -353,22 +359,25 @@ class Sam2Tracker:
 
     # --- SAM heads ------------------------------------------------------------------------
 
+    def _tracking_multimask(self) -> bool:
+        """Whether a frame tracked without point prompts uses the 3-mask output (SAM 2's rule)."""
+        cfg = self.config
+        return (
+            cfg.multimask_output_in_sam
+            and cfg.multimask_output_for_tracking
+            and cfg.multimask_min_pt_num <= 0 <= cfg.multimask_max_pt_num
+        )
+
     def _sam_heads(
         self,
         pix_feat: torch.Tensor,
         high_res: list[torch.Tensor],
         image_pe: torch.Tensor,
-        is_cond: bool,
+        multimask: bool,
         mask_inputs: torch.Tensor | None = None,
     ) -> FrameOutput:
         """Prompt encoder + mask decoder on N objects (no point prompts), as SAM 2's head does."""
         sam2, n = self.sam2, pix_feat.shape[0]
-        cfg = self.config
-        multimask = (
-            cfg.multimask_output_in_sam
-            and (is_cond or cfg.multimask_output_for_tracking)
-            and cfg.multimask_min_pt_num <= 0 <= cfg.multimask_max_pt_num
-        )
         # No points: one padding point with label -1, as transformers pads.
         points = pix_feat.new_zeros(n, 1, 1, 2)
         labels = -torch.ones(n, 1, 1, dtype=torch.int32, device=pix_feat.device)
@@ -420,7 +429,11 @@ class Sam2Tracker:
             high.float(), size=self.sam2.prompt_encoder.mask_input_size, mode="bilinear", antialias=True
         ).to(dtype)
         head = self._sam_heads(
-            pix_feat, high_res, image_pe, is_cond=True, mask_inputs=self.sam2.mask_downsample(mask)
+            pix_feat,
+            high_res,
+            image_pe,
+            self.mask_pointer_multimask,
+            mask_inputs=self.sam2.mask_downsample(mask),
         )
         appearing = (mask.flatten(1) > 0).any(dim=1, keepdim=True)
         pointer = self._gate_pointer(head.object_pointer, appearing)
