@@ -57,7 +57,8 @@ class ModelConfig:
     lvlm: str = "toy"
     sam2: str = "toy"
     init: str | None = None
-    num_maskmem: int = 7
+    # memory bank size; None keeps the checkpoint's (7 for SAM 2.1 and toy), a number resizes it
+    num_maskmem: int | None = None
     stage1_tracked_frames: int = 8  # later frames tracked from memory; the rest get GT masks as input
     trainable: TrainableConfig = field(default_factory=TrainableConfig)
     loss: LossConfig = field(default_factory=LossConfig)

@@ -1,0 +1,133 @@
+"""The trainable policy: exactly the configured parameters train, and gradients reach only them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from peft.tuners.tuners_utils import BaseTunerLayer
+
+from sec_train.model.config import LoraConfig, ModelConfig, TrainableConfig
+from sec_train.model.sec import build_sec_model
+from sec_train.model.trainable import SAM2_PARTS, apply_trainable
+from tests.sec_toy_batches import single_thread, stage1_batch, stage2_batch  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+LORA = LoraConfig(r=4, alpha=8, dropout=0.0)
+EMBEDDINGS = {"lvlm.model.language_model.embed_tokens.weight", "lvlm.lm_head.weight"}
+# SAM 2 parameters the tracker never reads: it takes a prompted frame's mask as its output, so
+# the "no memory" embeddings of SAM 2's point-prompted first frame stay unused.
+UNUSED_BY_TRACKER = {"sam2.no_memory_embedding", "sam2.no_memory_positional_encoding"}
+
+
+def _names(model, prefixes: tuple[str, ...]) -> set[str]:
+    return {n for n, _ in model.named_parameters() if n.startswith(prefixes)}
+
+
+def _sam2_part(model, part: str) -> set[str]:
+    return _names(model, tuple(f"sam2.{attribute}" for attribute in SAM2_PARTS[part]))
+
+
+def _lora(model) -> set[str]:
+    return {n for n, _ in model.named_parameters() if ".lora_" in n}
+
+
+def test_default_policy_is_the_released_stage2_recipe():
+    model = build_sec_model(ModelConfig())
+    trained = set(apply_trainable(model, TrainableConfig(lora=LORA)))
+    lora = _lora(model)
+    assert lora and all(".language_model." in n for n in lora)
+    # 2 layers x 7 projections x (A, B)
+    assert len(lora) == 2 * 7 * 2
+    assert trained == lora | EMBEDDINGS | _names(model, ("text_hidden_fcs.",))
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == trained
+
+
+def test_lora_off_vit_lora_and_bad_combination():
+    model = build_sec_model(ModelConfig())
+    trained = set(apply_trainable(model, TrainableConfig(lora=LoraConfig(r=0), embeddings=False)))
+    assert not any(isinstance(m, BaseTunerLayer) for m in model.modules())
+    assert trained == _names(model, ("text_hidden_fcs.",))
+
+    model = build_sec_model(ModelConfig())
+    apply_trainable(
+        model, TrainableConfig(lora=LoraConfig(r=4, alpha=8, targets=["q_proj", "v_proj"]), vit="lora")
+    )
+    vit_lora = {n for n in _lora(model) if ".vision_tower." in n}
+    llm_lora = {n for n in _lora(model) if ".language_model." in n}
+    assert len(vit_lora) == 2 * 6 * 2  # q, k, v, projection_layer, fc1, fc2 in both ViT layers
+    assert len(llm_lora) == 2 * 2 * 2 and all("q_proj" in n or "v_proj" in n for n in llm_lora)
+
+    with pytest.raises(ValueError, match="lora.r > 0"):
+        apply_trainable(build_sec_model(ModelConfig()), TrainableConfig(lora=LoraConfig(r=0), vit="lora"))
+
+
+@pytest.mark.parametrize("part", sorted(SAM2_PARTS))
+def test_each_sam2_part_switches_on_alone(part):
+    model = build_sec_model(ModelConfig(mode="stage1"))
+    policy = TrainableConfig(lora=LoraConfig(r=0), embeddings=False, text_hidden_fcs=False, **{part: True})
+    trained = set(apply_trainable(model, policy))
+    assert trained and trained == _sam2_part(model, part)
+
+
+def test_sam2_parts_cover_every_sam2_parameter_once():
+    model = build_sec_model(ModelConfig())
+    parts = [_sam2_part(model, part) for part in SAM2_PARTS]
+    assert set.union(*parts) == _names(model, ("sam2.",))
+    assert sum(len(p) for p in parts) == len(_names(model, ("sam2.",)))
+
+
+RECIPES = {
+    # stage 1: only the memory attention
+    "stage1": TrainableConfig(
+        lora=LoraConfig(r=0), embeddings=False, text_hidden_fcs=False, memory_attention=True
+    ),
+    # stage 2 as released: LoRA, embeddings, text_hidden_fcs
+    "concept_only": TrainableConfig(lora=LORA),
+    # stage 2 joint: also token_attn, the mask decoder and SAM 2's memory modules
+    "fused": TrainableConfig(
+        lora=LORA, token_attn=True, mask_decoder=True, memory_attention=True, memory_encoder=True
+    ),
+}
+
+
+def _groups(name: str) -> str:
+    """The part a parameter belongs to, for per-part gradient checks."""
+    if ".lora_" in name:
+        return "lora"
+    if name.startswith("sam2."):
+        return next(part for part, attrs in SAM2_PARTS.items() if name.split(".")[1] in attrs)
+    return name.split(".")[0] if not name.startswith("lvlm.") else "embeddings"
+
+
+@pytest.mark.parametrize("mode", sorted(RECIPES))
+def test_gradients_reach_exactly_the_trainable_parameters(mode):
+    model = build_sec_model(ModelConfig(mode=mode, stage1_tracked_frames=2))
+    trained = set(apply_trainable(model, RECIPES[mode]))
+    model.train()
+    batch = stage1_batch(model, frames=3) if mode == "stage1" else stage2_batch(model)
+    torch.manual_seed(0)
+    model(batch)["loss"].backward()
+    with_grad = {n for n, p in model.named_parameters() if p.grad is not None}
+    assert with_grad == trained - UNUSED_BY_TRACKER
+    # every trained part moves (LoRA A alone has a zero gradient while B is zero at init)
+    norms: dict[str, float] = {}
+    for name, param in model.named_parameters():
+        if param.grad is not None:
+            assert torch.isfinite(param.grad).all(), name
+            norms[_groups(name)] = norms.get(_groups(name), 0.0) + float(param.grad.norm())
+    assert all(norm > 0 for norm in norms.values()), norms
+    expected_parts = {
+        "stage1": {"memory_attention"},
+        "concept_only": {"lora", "embeddings", "text_hidden_fcs"},
+        "fused": {
+            "lora",
+            "embeddings",
+            "text_hidden_fcs",
+            "token_attn",
+            "mask_decoder",
+            "memory_attention",
+            "memory_encoder",
+        },
+    }[mode]
+    assert set(norms) == expected_parts
