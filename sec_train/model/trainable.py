@@ -22,18 +22,21 @@ SAM2_PARTS: dict[str, tuple[str, ...]] = {
     "image_encoder": ("vision_encoder",),
     "prompt_encoder": ("prompt_encoder", "shared_image_embedding"),
     "mask_decoder": ("mask_decoder",),
-    "memory_attention": ("memory_attention", "no_memory_embedding"),
+    "memory_attention": ("memory_attention",),
     "memory_encoder": (
         "memory_encoder",
         "mask_downsample",
         "memory_temporal_positional_encoding",
-        "no_memory_positional_encoding",
         "no_object_pointer",
         "object_pointer_proj",
         "temporal_positional_encoding_projection_layer",
         "occlusion_spatial_embedding_parameter",
     ),
 }
+
+# Never trained: the tracker takes a prompted frame's mask as its output, so SAM 2's embeddings
+# for a first frame without memory are never read (and DDP rejects trainable unused weights).
+SAM2_UNUSED = ("no_memory_embedding", "no_memory_positional_encoding")
 
 _LLM_PREFIX = r"model\.language_model\.layers\.\d+\.(?:self_attn|mlp)\."
 _VIT_TARGETS = (
