@@ -1,0 +1,224 @@
+"""SeC video propagation: SAM 2 tracking from a first-frame mask, with concept guidance on
+scene changes.
+
+Per frame: the frame is encoded once and all N objects are tracked in one batch from the
+memory bank. When the HSV scene-change detector fires (and concepts are on), the LVLM reads
+each object's keyframe bank plus the current frame and returns one concept embedding per
+object (one batched LVLM call); on that frame the mask decoder sees the average of the memory-
+and concept-conditioned features. Objects confidently found on such a frame join their bank.
+With `use_concept=False` this is plain SAM 2 tracking, the baseline SeC is compared with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from sec_train.data.collate import PAD_MULTIPLE
+from sec_train.data.images import resize_image, to_chw
+from sec_train.data.prompts import INFERENCE_ANSWER, INFERENCE_QUESTION, tokenize_conversation, user_message
+from sec_train.infer.keyframes import DEFAULT_BANK_SIZE, KeyframeBank
+from sec_train.infer.scene import DEFAULT_THRESHOLD, SceneChangeDetector
+from sec_train.infer.video import Video
+from sec_train.model.sam2 import normalize_images
+from sec_train.model.sec import SeCModel
+from sec_train.model.tracker import FrameFeatures, FrameOutput, TrackState
+
+
+@dataclass
+class PropagationConfig:
+    """How a video is propagated.
+
+    Args:
+        use_concept (`bool`): call the LVLM on scene changes (SeC); False is plain SAM 2.
+        scene_threshold (`float`): Bhattacharyya distance above which a frame is a scene change.
+        bank_size (`int`): keyframes the LVLM sees at most, the first frame included.
+    """
+
+    use_concept: bool = True
+    scene_threshold: float = DEFAULT_THRESHOLD
+    bank_size: int = DEFAULT_BANK_SIZE
+
+
+@dataclass
+class PropagationStats:
+    """What a propagation did: which frames were scene changes and called the LVLM."""
+
+    num_frames: int = 0
+    scene_changes: list[int] = field(default_factory=list)
+    lvlm_frames: list[int] = field(default_factory=list)
+
+    @property
+    def lvlm_calls(self) -> int:
+        return len(self.lvlm_frames)
+
+
+def compose_labels(masks: dict[int, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Per-object bool masks `{id: [H, W]}` -> one uint8 label map; the lower id wins an overlap.
+
+    Objects are painted from the highest id down, as SAM 2's VOS evaluation writes them.
+    """
+    labels = np.zeros(shape, dtype=np.uint8)
+    for obj in sorted(masks, reverse=True):
+        labels[masks[obj]] = obj
+    return labels
+
+
+@dataclass
+class _Group:
+    """Objects prompted on the same frame: tracked together, in one state."""
+
+    object_ids: list[int]
+    state: TrackState
+    banks: list[KeyframeBank] | None
+
+
+class SeCPropagator:
+    """Runs a `SeCModel` over videos.
+
+    Args:
+        model (`SeCModel`): in eval mode; its device is where inference runs.
+        config (`PropagationConfig`): concept switch, scene threshold, bank size.
+    """
+
+    def __init__(self, model: SeCModel, config: PropagationConfig | None = None):
+        self.model = model
+        self.config = config or PropagationConfig()
+        self.device = next(model.parameters()).device
+        if self.config.use_concept and model.tokenizer is None:
+            raise ValueError("concept guidance needs the model's tokenizer; run with use_concept=False")
+
+    @torch.inference_mode()
+    def run(
+        self, video: Video, stats: PropagationStats | None = None
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Yields `(t, frame, labels)` for every frame: the uint8 `[H, W, 3]` frame and a uint8
+        `[H, W]` map of the object ids. Each object is prompted with its first annotation (all
+        on frame 0 for DAVIS and `predict`); a prompt frame yields the prompt. `stats`, if given,
+        is filled in as frames go by."""
+        stats = stats if stats is not None else PropagationStats()
+        stats.num_frames = len(video)
+        prompts = video.prompts()
+        detector = SceneChangeDetector(self.config.scene_threshold) if self.config.use_concept else None
+        groups: list[_Group] = []
+        shape = None
+        for t in range(len(video)):
+            frame = video.frame(t)
+            shape = shape or frame.shape
+            if frame.shape != shape:
+                raise ValueError(f"{video.name}: frame {t} is {frame.shape}, frame 0 is {shape}")
+            changed = detector is not None and detector.update(frame)
+            if changed:
+                stats.scene_changes.append(t)
+            features = self._encode(frame)
+            masks = self._track(groups, features, t, frame, changed, stats) if groups else {}
+            if t in prompts:
+                masks.update(self._start_group(groups, video, prompts[t], features, t, frame))
+            yield t, frame, compose_labels(masks, shape[:2])
+
+    def _track(
+        self,
+        groups: list[_Group],
+        features: FrameFeatures,
+        t: int,
+        frame: np.ndarray,
+        scene_change: bool,
+        stats: PropagationStats,
+    ) -> dict[int, np.ndarray]:
+        """Tracks every started object on frame `t`; on a scene change with concepts from the LVLM."""
+        concepts: list[torch.Tensor | None] = [None] * len(groups)
+        if scene_change:
+            stats.lvlm_frames.append(t)
+            concept = self._concept([bank for g in groups for bank in g.banks], frame)
+            concepts = list(concept.split([len(g.object_ids) for g in groups]))
+        masks = {}
+        for group, concept in zip(groups, concepts):
+            out = self.model.tracker.track_frame(group.state, features, t, concept=concept)
+            group_masks = self._video_masks(out, frame.shape[:2])
+            if concept is not None:
+                scores = out.object_score_logits[:, 0].float().cpu().tolist()
+                for bank, mask, score in zip(group.banks, group_masks, scores):
+                    bank.update(t, frame, mask, score, used_lvlm=True)
+            masks.update(zip(group.object_ids, group_masks))
+        return masks
+
+    def _start_group(
+        self,
+        groups: list[_Group],
+        video: Video,
+        prompt: np.ndarray,
+        features: FrameFeatures,
+        t: int,
+        frame: np.ndarray,
+    ) -> dict[int, np.ndarray]:
+        """Prompts the objects whose first annotation is on frame `t` with their masks."""
+        if prompt.shape != frame.shape[:2]:
+            raise ValueError(
+                f"{video.name}: the mask of frame {t} is {prompt.shape}, the frame {frame.shape[:2]}"
+            )
+        object_ids = [int(i) for i in np.unique(prompt) if i != 0]
+        masks = np.stack([prompt == obj for obj in object_ids])
+        state = self.model.tracker.init_state(num_objects=len(object_ids), num_frames=len(video))
+        self.model.tracker.track_frame(state, features, t, mask_prompt=self._prompt_masks(masks))
+        groups.append(_Group(object_ids, state, self._new_banks(t, frame, masks)))
+        return dict(zip(object_ids, masks))
+
+    def _encode(self, frame: np.ndarray) -> FrameFeatures:
+        """One frame through SAM 2's image encoder."""
+        size = self.model.sam_image_size
+        image = to_chw(resize_image(Image.fromarray(frame), size))[None].to(self.device)
+        return self.model.tracker.encode_frames(
+            normalize_images(image, self.model.compute_dtype(self.device))
+        )
+
+    def _prompt_masks(self, masks: np.ndarray) -> torch.Tensor:
+        """Bool `[N, H, W]` -> `[N, S, S]` as SAM 2's predictor resizes a mask prompt (bilinear
+        with antialiasing, then >= 0.5)."""
+        size = self.model.sam_image_size
+        tensor = torch.from_numpy(masks).to(self.device, torch.float32)[:, None]
+        resized = F.interpolate(
+            tensor, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
+        return (resized[:, 0] >= 0.5).float()
+
+    @staticmethod
+    def _video_masks(out: FrameOutput, shape: tuple[int, int]) -> np.ndarray:
+        """The selected low-res mask logits upsampled to the video's size, thresholded at 0."""
+        logits = F.interpolate(out.mask_logits.float(), size=shape, mode="bilinear", align_corners=False)
+        return (logits[:, 0] > 0).cpu().numpy()
+
+    def _new_banks(self, t: int, frame: np.ndarray, masks: np.ndarray) -> list[KeyframeBank] | None:
+        """One bank per object, starting with its prompt frame; none without concepts."""
+        if not self.config.use_concept:
+            return None
+        banks = [KeyframeBank(self.model.lvlm_image_size, self.config.bank_size) for _ in masks]
+        for bank, mask in zip(banks, masks):
+            bank.add(t, frame, mask)
+        return banks
+
+    def _concept(self, banks: list[KeyframeBank], frame: np.ndarray) -> torch.Tensor:
+        """One batched LVLM call: each object's keyframes + the current frame -> `[N, 256]`."""
+        model, tokenizer = self.model, self.model.tokenizer
+        current = resize_image(Image.fromarray(frame), model.lvlm_image_size)
+        images, prompts = [], []
+        for bank in banks:
+            frames = bank.images() + [current]
+            images += frames
+            user = user_message(len(frames), model.num_image_tokens, INFERENCE_QUESTION)
+            prompts.append(tokenize_conversation(tokenizer, user, INFERENCE_ANSWER)[0])
+        length = -(-max(len(p) for p in prompts) // PAD_MULTIPLE) * PAD_MULTIPLE
+        input_ids = torch.full((len(prompts), length), tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for i, ids in enumerate(prompts):
+            input_ids[i, : len(ids)], attention_mask[i, : len(ids)] = ids, 1
+        return model.concept_embedding(
+            torch.stack([to_chw(image) for image in images]).to(self.device),
+            input_ids.to(self.device),
+            attention_mask.to(self.device),
+            torch.tensor([len(bank) + 1 for bank in banks], device=self.device),
+        )
