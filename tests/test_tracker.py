@@ -69,9 +69,12 @@ def transformers_video_inference(
     return [out.pred_masks for out in sam2.propagate_in_video_iterator(session, start_frame_idx=0)]
 
 
-@pytest.mark.parametrize(("num_maskmem", "object_bias"), [(4, -0.05), (7, -0.106)])
-def test_matches_transformers_video_inference(num_maskmem, object_bias):
+@pytest.mark.parametrize(
+    ("num_maskmem", "max_pointers", "object_bias"), [(4, 16, -0.05), (7, 16, -0.106), (3, 3, -0.5922)]
+)
+def test_matches_transformers_video_inference(num_maskmem, max_pointers, object_bias):
     sam2 = random_sam2(num_maskmem=num_maskmem, object_bias=object_bias).eval()
+    sam2.config.max_object_pointers_in_encoder = max_pointers
     video = torch.randn(NUM_FRAMES, 3, SIZE, SIZE)
     prompt = box_masks(1)[0]
     # transformers stores memories in bfloat16 and points from the best multimask token.
@@ -91,6 +94,8 @@ def test_matches_transformers_video_inference(num_maskmem, object_bias):
     # The comparison must see tracked objects both present and absent.
     present = torch.stack([out.object_score_logits > 0 for out in outs[1:]])
     assert present.any() and not present.all()
+    # Frames out of reach of the memory and pointer windows were dropped.
+    assert min(state.non_cond) >= NUM_FRAMES - max(num_maskmem, max_pointers)
 
 
 def test_track_clip_backpropagates_to_memory_attention():
