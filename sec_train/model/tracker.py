@@ -4,8 +4,8 @@
 (`_run_single_frame_inference`, `_prepare_memory_conditioned_features`, `_use_mask_as_output`,
 `_encode_new_memory`) with the same submodules, but runs all N objects of a frame in one batch,
 keeps the autograd graph, and adds SeC's concept conditioning through `token_attn`. Where
-transformers departs from Meta's SAM 2 (bfloat16 memories, the pointer token of a given mask)
-the tracker follows Meta by default and transformers on request (see `Sam2Tracker`).
+transformers departs from Meta's SAM 2 training code (bfloat16 memories, the pointer token of a given
+mask) the tracker follows Meta by default and transformers on request (see `Sam2Tracker`).
 
 Usage, frame by frame (inference) or per clip (training, `track_clip`):
 
