@@ -1,5 +1,5 @@
-"""SeC video propagation: SAM 2 tracking from a first-frame mask, with concept guidance on
-scene changes.
+"""SeC video propagation: SAM 2 tracking from each object's first mask, with concept guidance
+on scene changes.
 
 Per frame: the frame is encoded once and all N objects are tracked in one batch from the
 memory bank. When the HSV scene-change detector fires (and concepts are on), the LVLM reads
@@ -93,7 +93,9 @@ class SeCPropagator:
         if self.config.use_concept and model.tokenizer is None:
             raise ValueError("concept guidance needs the model's tokenizer; run with use_concept=False")
 
-    @torch.inference_mode()
+    # no_grad rather than inference_mode: tensors made here (e.g. parameters ZeRO-3 gathers
+    # during validation) must stay usable by autograd afterwards
+    @torch.no_grad()
     def run(
         self, video: Video, stats: PropagationStats | None = None
     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
