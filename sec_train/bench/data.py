@@ -120,7 +120,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
     parser.add_argument("--videos", type=int, default=3)
     parser.add_argument("--frames", type=int, default=336, help="video frames (SA-V: ~14 s at 24 fps)")
-    parser.add_argument("--scale", type=int, default=4, help="upsampling of 320x180 (4: 1280x720)")
+    parser.add_argument("--scale", type=int, default=6, help="upsampling of 320x180 (6: 1920x1080, like SA-V)")
     parser.add_argument("--samples", type=int, default=24, help="samples timed per method")
     parser.add_argument("--baseline-samples", type=int, default=6)
     parser.add_argument("--lvlm-size", type=int, default=448)

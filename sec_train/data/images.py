@@ -10,6 +10,7 @@ import io
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from data_tools.format import rle_to_mask
@@ -29,23 +30,37 @@ def decode_jpeg(data: bytes, size: int | None = None, expect: tuple[int, int] | 
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def resize_image(image: Image.Image, size: int) -> np.ndarray:
-    """uint8 [size, size, 3], bilinear."""
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.BILINEAR)
-    return np.array(image)  # a writable copy: torch warns on read-only arrays
+def resize_chw(image: Image.Image | np.ndarray, size: int) -> torch.Tensor:
+    """uint8 [3, size, size], bilinear with antialiasing (like PIL's, within 1 level), via
+    torch's uint8 kernel, which is 2-3x faster than PIL's on large frames."""
+    hwc = torch.from_numpy(np.array(image))  # a writable copy: torch warns on read-only arrays
+    chw = hwc.permute(2, 0, 1)
+    if chw.shape[1:] == (size, size):
+        return chw
+    return F.interpolate(chw[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[
+        0
+    ]
+
+
+def resize_image(image: Image.Image | np.ndarray, size: int) -> np.ndarray:
+    """uint8 [size, size, 3] (a view of `resize_chw`'s result)."""
+    return resize_chw(image, size).permute(1, 2, 0).numpy()
 
 
 def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """bool [size, size], nearest neighbour."""
-    if mask.shape == (size, size):
+    """bool [size, size], nearest neighbour (PIL's convention: the source pixel under each
+    output pixel's centre)."""
+    h, w = mask.shape
+    if (h, w) == (size, size):
         return mask
-    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.NEAREST)) > 127
+    rows = ((np.arange(size) + 0.5) * (h / size)).astype(np.intp)
+    cols = ((np.arange(size) + 0.5) * (w / size)).astype(np.intp)
+    return mask[rows][:, cols].astype(bool)
 
 
-def frame_image(sample: VideoSample, pos: int, size: int) -> np.ndarray:
-    """Annotated frame `pos` as uint8 [size, size, 3]."""
-    return resize_image(sample_frame(sample, pos, size), size)
+def frame_chw(sample: VideoSample, pos: int, size: int) -> torch.Tensor:
+    """Annotated frame `pos` as uint8 [3, size, size]."""
+    return resize_chw(sample_frame(sample, pos, size), size)
 
 
 def sample_frame(sample: VideoSample, pos: int, size: int | None = None) -> Image.Image:

@@ -20,7 +20,15 @@ from transformers import PreTrainedTokenizerBase
 
 from sec_train.data.config import Stage2Config
 from sec_train.data.draw import draw_contour
-from sec_train.data.images import frame_image, object_mask, resize_image, resize_mask, sample_frame, to_chw
+from sec_train.data.images import (
+    frame_chw,
+    object_mask,
+    resize_chw,
+    resize_image,
+    resize_mask,
+    sample_frame,
+    to_chw,
+)
 from sec_train.data.prompts import training_prompt
 from sec_train.model.config import Mode
 from sec_train.types import Stage2Example, VideoSample
@@ -92,10 +100,10 @@ class Stage2Sampler:
         plan = self.plan(sample.header, obj, rng)
         lvlm = [self._outlined(sample, p, o) for p, o in zip(plan.refs, plan.outlined)]
         target = sample_frame(sample, plan.target, max(self.lvlm_size, self.sam_size))  # decoded once
-        lvlm.append(to_chw(resize_image(target, self.lvlm_size)))
+        lvlm.append(resize_chw(target, self.lvlm_size))
         sam_positions = [plan.target] if self.mode == "concept_only" else [*plan.context, plan.target]
-        sam_images = [to_chw(frame_image(sample, p, self.sam_size)) for p in sam_positions[:-1]]
-        sam_images.append(to_chw(resize_image(target, self.sam_size)))
+        sam_images = [frame_chw(sample, p, self.sam_size) for p in sam_positions[:-1]]
+        sam_images.append(resize_chw(target, self.sam_size))
         sam_masks = [
             torch.from_numpy(resize_mask(object_mask(sample, p, obj), self.sam_size)) for p in sam_positions
         ]
@@ -110,7 +118,7 @@ class Stage2Sampler:
         )
 
     def _outlined(self, sample: VideoSample, pos: int, obj: int) -> torch.Tensor:
-        image = frame_image(sample, pos, self.lvlm_size)
+        image = resize_image(sample_frame(sample, pos, self.lvlm_size), self.lvlm_size)
         mask = resize_mask(object_mask(sample, pos, obj), self.lvlm_size)
         return to_chw(draw_contour(image, mask, thickness=self.cfg.contour_thickness))
 
