@@ -14,7 +14,7 @@ from sec_train.convert.internvl import (
     plan_from_original,
     plan_to_original,
 )
-from sec_train.convert.streaming import plan_problems
+from sec_train.convert.streaming import TensorSource, plan_problems
 from sec_train.model.lvlm import build_toy_lvlm, real_lvlm_config
 
 
@@ -100,11 +100,12 @@ def toy():
 
 def write_original(model, tokenizer, directory):
     """The toy model in the original layout, as our export mapping writes it."""
+    model.save_pretrained(str(directory.with_name("saved")))
+    saved = TensorSource.from_safetensors(directory.with_name("saved"))
     directory.mkdir()
-    state = model.state_dict()
     tensors = {}
-    for step in plan_to_original(list(lvlm_shapes(model.config))):
-        inputs = [state[key] for key in step.sources]
+    for step in plan_to_original(saved.keys()):
+        inputs = [saved.get(key) for key in step.sources]
         tensors[step.target] = (step.combine(inputs) if step.combine is not None else inputs[0]).contiguous()
     save_file(tensors, str(directory / "model.safetensors"))
     config = {"architectures": ["InternVLChatModel"], **config_to_original(model.config)}
@@ -138,5 +139,5 @@ def test_unmapped_and_missing_original_keys_are_listed(toy, tmp_path):
     save_file(tensors, str(path))
     with pytest.raises(ValueError) as err:
         import_internvl(tmp_path / "original", tmp_path / "ours")
-    assert "model.multi_modal_projector.linear_2.bias" in str(err.value)
+    assert "multi_modal_projector.linear_2.bias" in str(err.value)
     assert "vision_model.encoder.layers.0.attn.q_norm.weight" in str(err.value)

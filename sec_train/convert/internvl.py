@@ -2,8 +2,9 @@
 `language_model.*`, `InternVLChatModel` config.json) and transformers'
 `InternVLForConditionalGeneration`, ours.
 
-Tensors keep their shapes except the ViT's fused `attn.qkv`, which is three `q/k/v_proj` here.
-The Qwen2 LLM keeps its names under another prefix.
+Our side is named as `save_pretrained` writes it (`vision_tower.*`, `multi_modal_projector.*`,
+`language_model.model.*`), which `from_pretrained` reads back. Tensors keep their shapes except
+the ViT's fused `attn.qkv`, which is three `q/k/v_proj` here; the Qwen2 LLM keeps its names.
 """
 
 from __future__ import annotations
@@ -25,21 +26,21 @@ from sec_train.convert.rename import Renamer
 from sec_train.convert.streaming import ShardWriter, Step, TensorSource, check_plan, fresh_output, run_plan
 from sec_train.model.tokenizer import IMG_CONTEXT, load_tokenizer
 
-_VIT, _TOWER = "vision_model.encoder.layers.{}.", "model.vision_tower.encoder.layer.{}."
+_VIT, _TOWER = "vision_model.encoder.layers.{}.", "vision_tower.encoder.layer.{}."
 _QKV = re.compile(r"vision_model\.encoder\.layers\.(\d+)\.attn\.qkv\.(weight|bias)\Z")
-_Q_PROJ = re.compile(r"model\.vision_tower\.encoder\.layer\.(\d+)\.attention\.q_proj\.(weight|bias)\Z")
-_OURS_QKV = "model.vision_tower.encoder.layer.{}.attention.{}_proj.{}"
+_Q_PROJ = re.compile(r"vision_tower\.encoder\.layer\.(\d+)\.attention\.q_proj\.(weight|bias)\Z")
+_OURS_QKV = "vision_tower.encoder.layer.{}.attention.{}_proj.{}"
 _ORIGINAL_QKV = "vision_model.encoder.layers.{}.attn.qkv.{}"
 # config.json entries of the original sub-configs that are runtime switches, not architecture
 _RUNTIME_KEYS = {"architectures", "auto_map", "attn_implementation", "use_flash_attn", "transformers_version"}
 
 INTERNVL_RENAMER = Renamer(
     [
-        ("vision_model.embeddings.class_embedding", "model.vision_tower.embeddings.cls_token"),
-        ("vision_model.embeddings.position_embedding", "model.vision_tower.embeddings.position_embeddings"),
+        ("vision_model.embeddings.class_embedding", "vision_tower.embeddings.cls_token"),
+        ("vision_model.embeddings.position_embedding", "vision_tower.embeddings.position_embeddings"),
         (
             "vision_model.embeddings.patch_embedding.",
-            "model.vision_tower.embeddings.patch_embeddings.projection.",
+            "vision_tower.embeddings.patch_embeddings.projection.",
         ),
         (_VIT + "ls1", _TOWER + "lambda_1"),
         (_VIT + "ls2", _TOWER + "lambda_2"),
@@ -47,11 +48,19 @@ INTERNVL_RENAMER = Renamer(
         (_VIT + "norm1.", _TOWER + "layernorm_before."),
         (_VIT + "norm2.", _TOWER + "layernorm_after."),
         (_VIT + "mlp.", _TOWER + "mlp."),
-        ("mlp1.0.", "model.multi_modal_projector.layer_norm."),
-        ("mlp1.1.", "model.multi_modal_projector.linear_1."),
-        ("mlp1.3.", "model.multi_modal_projector.linear_2."),
-        ("language_model.model.", "model.language_model."),
-        ("language_model.lm_head.", "lm_head."),
+        ("mlp1.0.", "multi_modal_projector.layer_norm."),
+        ("mlp1.1.", "multi_modal_projector.linear_1."),
+        ("mlp1.3.", "multi_modal_projector.linear_2."),
+        ("language_model.", "language_model."),
+    ]
+)
+# transformers' in-memory names -> the names `save_pretrained` writes
+_SAVED_NAMES = Renamer(
+    [
+        ("model.vision_tower.", "vision_tower."),
+        ("model.multi_modal_projector.", "multi_modal_projector."),
+        ("model.language_model.", "language_model.model."),
+        ("lm_head.", "language_model.lm_head."),
     ]
 )
 
@@ -91,11 +100,11 @@ def plan_to_original(keys: list[str]) -> list[Step]:
 
 
 def lvlm_shapes(config: InternVLConfig) -> dict[str, torch.Size]:
-    """Key -> shape of every tensor the model stores once (a tied `lm_head` is left out)."""
+    """Saved name -> shape of every tensor the model stores once (a tied `lm_head` is left out)."""
     with torch.device("meta"):
         model = InternVLForConditionalGeneration(config)
     stored = dict(model.named_parameters()) | dict(model.named_buffers())
-    return {key: tensor.shape for key, tensor in model.state_dict().items() if key in stored}
+    return {_SAVED_NAMES.forward(key): t.shape for key, t in model.state_dict().items() if key in stored}
 
 
 def _architecture(raw: dict) -> dict:

@@ -145,7 +145,7 @@ def sam2_renamer(config: Sam2VideoConfig) -> Renamer:
 def _one_gaussian(tensors: list[torch.Tensor]) -> torch.Tensor:
     """Meta's single Gaussian matrix from our two copies (equal unless built at random)."""
     prompt, image_wide = tensors
-    if not torch.equal(prompt, image_wide):
+    if image_wide.device.type != "meta" and not torch.equal(prompt, image_wide):  # meta: shapes only
         # Mask-prompted SeC only reads the image-wide copy (a padding point's encoding is zeroed).
         warnings.warn(
             f"{_GAUSSIAN_OURS[0]} and {_GAUSSIAN_OURS[1]} differ; Meta's layout has one matrix, "
@@ -206,7 +206,8 @@ def detect_sam2_config(source: TensorSource, prefix: str = "") -> Sam2VideoConfi
     if patch not in source:
         raise ValueError(f"{source.name}: no {patch}; is this a SAM 2 checkpoint?")
     width = source.get(patch).shape[0]
-    blocks = {key.split(".")[3] for key in source if key.startswith(prefix + "image_encoder.trunk.blocks.")}
+    trunk = prefix + "image_encoder.trunk.blocks."
+    blocks = {key.removeprefix(trunk).split(".")[0] for key in source if key.startswith(trunk)}
     large = real_sam2_config()
     if width == large.vision_config.backbone_config.hidden_size and len(blocks) == sum(
         large.vision_config.backbone_config.blocks_per_stage
