@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from sec_train.data.draw import draw_contour
 from sec_train.data.images import resize_image, resize_mask
@@ -57,7 +56,7 @@ class KeyframeBank:
         """Adds uint8 `[H, W, 3]` `frame` with the object's bool `[H, W]` `mask` outlined on it."""
         if frame.shape[:2] != mask.shape:
             raise ValueError(f"frame {frame_index} is {frame.shape[:2]} but its mask is {mask.shape}")
-        image = resize_image(Image.fromarray(frame), self.image_size)
+        image = resize_image(frame, self.image_size)
         outlined = draw_contour(image, resize_mask(mask.astype(bool), self.image_size))
         keyframe = Keyframe(frame_index, outlined)
         if self._first is None:

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from sec_train.data.collate import PAD_MULTIPLE
-from sec_train.data.images import resize_image, to_chw
+from sec_train.data.images import resize_chw, resize_image, to_chw
 from sec_train.data.prompts import INFERENCE_ANSWER, INFERENCE_QUESTION, tokenize_conversation, user_message
 from sec_train.infer.keyframes import DEFAULT_BANK_SIZE, KeyframeBank
 from sec_train.infer.scene import DEFAULT_THRESHOLD, SceneChangeDetector
@@ -173,7 +172,7 @@ class SeCPropagator:
     def _encode(self, frame: np.ndarray) -> FrameFeatures:
         """One frame through SAM 2's image encoder."""
         size = self.model.sam_image_size
-        image = to_chw(resize_image(Image.fromarray(frame), size))[None].to(self.device)
+        image = resize_chw(frame, size)[None].to(self.device)
         return self.model.tracker.encode_frames(
             normalize_images(image, self.model.compute_dtype(self.device))
         )
@@ -206,7 +205,7 @@ class SeCPropagator:
     def _concept(self, banks: list[KeyframeBank], frame: np.ndarray) -> torch.Tensor:
         """One batched LVLM call: each object's keyframes + the current frame -> `[N, 256]`."""
         model, tokenizer = self.model, self.model.tokenizer
-        current = resize_image(Image.fromarray(frame), model.lvlm_image_size)
+        current = resize_image(frame, model.lvlm_image_size)
         images, prompts = [], []
         for bank in banks:
             frames = bank.images() + [current]
