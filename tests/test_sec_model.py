@@ -205,3 +205,23 @@ def test_bad_batch_for_the_mode(concept_model):
     with pytest.raises(ValueError, match="Stage2Batch but the model's mode is 'stage1'"):
         stage1(stage2_batch(concept_model))
     assert isinstance(stage1_batch(stage1), Stage1Batch)
+
+
+def test_activation_checkpointing_gives_the_same_losses_and_gradients():
+    results = []
+    for checkpointing in (False, True):
+        model = build_sec_model(ModelConfig(activation_checkpointing=checkpointing))
+        torch.manual_seed(0)  # LoRA A's init, and the memory attention's dropout (0.1) in train mode
+        apply_trainable(model, TrainableConfig(lora=LORA))
+        model.train()
+        losses = model(stage2_batch(model))
+        losses["loss"].backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        results.append((losses, grads))
+    (plain, plain_grads), (ckpt, ckpt_grads) = results
+    assert model.lvlm.model.language_model.layers[0].gradient_checkpointing
+    for key in plain:
+        torch.testing.assert_close(plain[key], ckpt[key])
+    assert plain_grads.keys() == ckpt_grads.keys()
+    for name in plain_grads:
+        torch.testing.assert_close(plain_grads[name], ckpt_grads[name], msg=name)

@@ -59,6 +59,8 @@ class ModelConfig:
     init: str | None = None
     # memory bank size; None keeps the checkpoint's (7 for SAM 2.1 and toy), a number resizes it
     num_maskmem: int | None = None
+    # recompute the LVLM's layer activations in backward: real sizes need it at batch 8 per GPU
+    activation_checkpointing: bool = False
     stage1_tracked_frames: int = 8  # later frames tracked from memory; the rest get GT masks as input
     trainable: TrainableConfig = field(default_factory=TrainableConfig)
     loss: LossConfig = field(default_factory=LossConfig)

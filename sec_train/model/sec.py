@@ -88,6 +88,8 @@ class SeCModel(nn.Module):
         self.tracker = Sam2Tracker(sam2, self.token_attn)
         self.tokenizer = tokenizer
         self.lora_config = None  # the peft LoraConfig once `apply_trainable` / a checkpoint adds LoRA
+        if config.activation_checkpointing:
+            lvlm.activation_checkpointing_enable()
 
     @property
     def lvlm_image_size(self) -> int:
@@ -162,7 +164,9 @@ class SeCModel(nn.Module):
     ) -> torch.Tensor:
         """The LLM's last (normed) hidden states [B, L, h]; image tokens carry the frames' features."""
         pixels = normalize_images(lvlm_images, self.compute_dtype(lvlm_images.device))
-        out = self.lvlm.model(input_ids=input_ids, pixel_values=pixels, attention_mask=attention_mask)
+        out = self.lvlm.model(
+            input_ids=input_ids, pixel_values=pixels, attention_mask=attention_mask, use_cache=False
+        )
         return out.last_hidden_state
 
     def _concept_from_hidden(
