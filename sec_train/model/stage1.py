@@ -45,6 +45,8 @@ def stage1_losses(
     num_clips, num_frames = images_norm.shape[:2]
     if num_frames < 2:
         raise ValueError(f"stage-1 clips need at least 2 frames, batch {batch.keys} has {num_frames}")
+    if cfg.stage1_tracked_frames < 1:
+        raise ValueError(f"stage1_tracked_frames must be at least 1, got {cfg.stage1_tracked_frames}")
     if not batch.object_valid.any():
         raise ValueError(f"stage-1 batch {batch.keys} has no valid object")
     # One image-encoder call for every frame of the batch.
