@@ -89,10 +89,12 @@ def _new_object(rng: np.random.Generator, h: int, w: int, frames: int, can_hide:
     )
 
 
-def _shape_mask(obj: SynthObject, zoom: float, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The object's mask and its local coordinates (dx, dy) at its current position."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    dx, dy = xx - obj.pos[0], yy - obj.pos[1]
+def _shape_mask(
+    obj: SynthObject, zoom: float, xx: np.ndarray, yy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The object's mask and its local coordinates (dx, dy) at its current position, given the
+    pixel coordinate grids `xx`, `yy`."""
+    dx, dy = xx - np.float32(obj.pos[0]), yy - np.float32(obj.pos[1])
     rx, ry = obj.radius * zoom * obj.aspect, obj.radius * zoom / obj.aspect
     u, v = dx / rx, dy / ry
     if obj.shape == "ellipse":
@@ -140,6 +142,7 @@ def render_video(
     background, zoom = _background(rng, height, width), 1.0
     images = np.zeros((frames, height, width, 3), np.uint8)
     masks = np.zeros((frames, objects, height, width), bool)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     for t in range(frames):
         if t == cut:  # camera and scene change: new background, zoom and positions
             background, zoom = _background(rng, height, width), rng.uniform(0.7, 1.3)
@@ -150,7 +153,7 @@ def render_video(
             _step(obj, height, width)
             if t in obj.hidden:
                 continue
-            inside, dx, dy = _shape_mask(obj, zoom, height, width)
+            inside, dx, dy = _shape_mask(obj, zoom, xx, yy)
             _paint(canvas, obj, inside, dx, dy)
             masks[t, :k] &= ~inside
             masks[t, k] = inside
