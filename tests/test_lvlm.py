@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from transformers import InternVLForConditionalGeneration
@@ -13,9 +12,9 @@ from sec_train.model.lvlm import (
     image_tokens_per_frame,
     load_lvlm,
     lvlm_image_size,
-    normalize_images,
     toy_lvlm_config,
 )
+from sec_train.model.sam2 import normalize_images
 from sec_train.model.tokenizer import IMG_CONTEXT, SEG_TOKEN
 
 
@@ -39,18 +38,6 @@ def test_real_lvlm_meta_has_internvl25_4b_shapes():
     assert model.get_input_embeddings().weight.device.type == "meta"
     n_params = sum(p.numel() for p in model.parameters())
     assert 3.6e9 < n_params < 3.8e9  # InternVL2.5-4B has 3.7 B parameters
-
-
-def test_normalize_images_matches_numpy():
-    images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
-    mean = np.array([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)
-    std = np.array([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1)
-    expected = (images.numpy() / 255.0 - mean) / std
-    got = normalize_images(images, torch.float64).numpy()
-    np.testing.assert_allclose(got, expected, rtol=1e-12)
-    assert normalize_images(images, torch.bfloat16).dtype == torch.bfloat16
-    with pytest.raises(ValueError, match="uint8"):
-        normalize_images(images.float(), torch.float32)
 
 
 def test_load_lvlm_grows_embeddings_for_seg(tmp_path):

@@ -8,6 +8,9 @@ Three build paths, all returning `(InternVLForConditionalGeneration, tokenizer)`
   and the embeddings resized to hold it.
 - `build_real_lvlm_meta()`: InternVL 2.5-4B dimensions on the meta device (shapes only), for
   benchmarks and state-dict key checks without any download.
+
+InternVL and SAM 2 share ImageNet's mean/std, so frames of both are normalised on device by
+`sec_train.model.sam2.normalize_images`.
 """
 
 from __future__ import annotations
@@ -25,8 +28,6 @@ from transformers import (
 
 from sec_train.model.tokenizer import IMG_CONTEXT, build_toy_tokenizer, load_tokenizer
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 VOCAB_MULTIPLE = 64  # embedding rows are padded to this, as tensor cores like it
 
 TOY_IMAGE_SIZE = 56
@@ -157,12 +158,3 @@ def image_tokens_per_frame(model: InternVLForConditionalGeneration) -> int:
     vision = model.config.vision_config
     side = vision.image_size[0] // vision.patch_size[0] * model.config.downsample_ratio
     return int(side) ** 2
-
-
-def normalize_images(images: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """uint8 [N, 3, H, W] -> ImageNet-normalized `dtype`, computed on the images' device."""
-    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected uint8 images [N, 3, H, W], got {images.dtype} {list(images.shape)}")
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device, dtype=dtype).view(1, 3, 1, 1)
-    return (images.to(dtype) / 255.0 - mean) / std
