@@ -90,6 +90,23 @@ def test_davis_folder_needs_a_first_frame_annotation(tmp_path):
         davis_videos(tmp_path)
 
 
+def test_davis_subset_by_name_or_list_file_with_480p_level(tmp_path):
+    _write_davis(tmp_path / "flat", "a", num_frames=2)
+    _write_davis(tmp_path / "flat", "b", num_frames=2)
+    root = tmp_path / "DAVIS"
+    for kind in ("JPEGImages", "Annotations"):
+        (root / kind).mkdir(parents=True)
+        (tmp_path / "flat" / kind).rename(root / kind / "480p")
+    listing = root / "ImageSets" / "2017" / "val.txt"
+    listing.parent.mkdir(parents=True)
+    listing.write_text("b\n")
+    assert [v.name for v in open_videos(root)] == ["a", "b"]
+    assert [v.name for v in open_videos(root, "val")] == ["b"]
+    assert [v.name for v in open_videos(listing)] == ["b"]
+    with pytest.raises(FileNotFoundError, match="test.txt does not exist"):
+        list(open_videos(root, "test"))
+
+
 def test_predict_writes_masks_overlays_and_reports_lvlm_calls(checkpoint, tmp_path, capsys):
     _write_davis(tmp_path / "davis", "vid")
     frames, first = (

@@ -2,9 +2,10 @@
 
 DAVIS-style: `ROOT/JPEGImages/<video>/*.jpg` and `ROOT/Annotations/<video>/*.png` palette
 PNGs (a `480p/` level under both, as DAVIS ships them, is found too); an annotation belongs to
-the frame with the same file stem, and the first frame must be annotated. `ImageSets/2017/
-<subset>.txt` selects a subset. Shards (`index.json` + tars, see `data_tools.format`): every
-stored frame is annotated; object `object_ids[j]` gets label `j + 1`.
+the frame with the same file stem, and the first frame must be annotated. A subset is chosen
+by `ImageSets/2017/<subset>.txt`, by name or by giving that file as the data. Shards
+(`index.json` + tars, see `data_tools.format`): every stored frame is annotated; object
+`object_ids[j]` gets label `j + 1`.
 """
 
 from __future__ import annotations
@@ -51,17 +52,18 @@ def _png_loader(path: Path):
     return lambda: read_labels(path)
 
 
-def davis_videos(root: str | Path, subset: str | None = None) -> list[Video]:
-    """The sequences of a DAVIS-style root, all of them or those of `ImageSets/2017/<subset>.txt`."""
-    root = Path(root)
-    images, annotations = _davis_dirs(root)
-    if subset is None:
+def read_listing(path: Path) -> list[str]:
+    """The video names of a DAVIS `ImageSets/<year>/<subset>.txt`, one a line."""
+    if not path.is_file():
+        raise FileNotFoundError(f"video list {path} does not exist")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def davis_videos(root: str | Path, names: list[str] | None = None) -> list[Video]:
+    """The sequences of a DAVIS-style root: all of them, or those named."""
+    images, annotations = _davis_dirs(Path(root))
+    if names is None:
         names = sorted(p.name for p in images.iterdir() if p.is_dir())
-    else:
-        listing = root / "ImageSets" / "2017" / f"{subset}.txt"
-        if not listing.is_file():
-            raise FileNotFoundError(f"subset {subset!r} needs {listing}")
-        names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
     if not names:
         raise ValueError(f"{images} holds no video folders")
     return [davis_video(images / name, annotations / name) for name in names]
@@ -94,15 +96,23 @@ def shard_videos(shard_dir: str | Path) -> Iterator[Video]:
 
 
 def open_videos(data: str | Path, subset: str | None = None) -> Iterator[Video]:
-    """The videos of `data`: a DAVIS-style root or a shard directory."""
-    root = Path(data)
-    if is_davis_root(root):
-        yield from davis_videos(root, subset)
-    elif (root / INDEX_NAME).is_file():
+    """The videos of `data`: a DAVIS-style root (with `subset`, those of its
+    `ImageSets/2017/<subset>.txt`), a DAVIS list file `ROOT/ImageSets/<year>/<subset>.txt`
+    itself (what a recipe's `data.val` can name), or a shard directory."""
+    path = Path(data)
+    if path.suffix == ".txt" and len(path.parents) > 2 and is_davis_root(path.parents[2]):
         if subset is not None:
-            raise ValueError(f"{root} is a shard directory; --subset applies to DAVIS-style folders")
-        yield from shard_videos(root)
+            raise ValueError(f"{path} already names the videos; --subset applies to a DAVIS root")
+        yield from davis_videos(path.parents[2], read_listing(path))
+    elif is_davis_root(path):
+        names = None if subset is None else read_listing(path / "ImageSets" / "2017" / f"{subset}.txt")
+        yield from davis_videos(path, names)
+    elif (path / INDEX_NAME).is_file():
+        if subset is not None:
+            raise ValueError(f"{path} is a shard directory; --subset applies to DAVIS-style folders")
+        yield from shard_videos(path)
     else:
         raise FileNotFoundError(
-            f"{root} is neither a DAVIS-style root (JPEGImages/, Annotations/) nor shards"
+            f"{path} is neither a DAVIS-style root (JPEGImages/, Annotations/), a DAVIS video list "
+            "(ROOT/ImageSets/2017/<subset>.txt) nor a shard directory"
         )
