@@ -139,11 +139,13 @@ def test_import_refuses_a_non_empty_output(toy_model, tmp_path):
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
 
 
-def test_release_files_hold_original_dtype_and_shards(toy_model, tmp_path):
+def test_export_casts_to_the_release_dtype(toy_model, tmp_path):
     save_model_dir(toy_model, tmp_path / "ours")
-    main(["export", "sec", "--checkpoint", str(tmp_path / "ours"), "--out", str(tmp_path / "release")])
+    argv = ["export", "sec", "--checkpoint", str(tmp_path / "ours"), "--out", str(tmp_path / "release")]
+    assert main([*argv, "--dtype", "bfloat16"]) == 0
     shards = sorted((tmp_path / "release").glob("model-*-of-*.safetensors"))
-    assert shards
+    assert [s.name for s in shards] == ["model-00001-of-00001.safetensors"]
     with safe_open(str(shards[0]), framework="pt") as f:
         names = f.keys()
-        assert all(f.get_slice(k).get_dtype() == "F32" for k in names)
+        assert {f.get_slice(k).get_dtype() for k in names} == {"BF16"}
+    assert json.loads((tmp_path / "release" / "config.json").read_text())["torch_dtype"] == "bfloat16"

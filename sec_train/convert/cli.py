@@ -12,11 +12,14 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
 from transformers import Sam2VideoConfig
 
 from sec_train.convert.internvl import import_internvl
 from sec_train.convert.sam2 import import_sam2
 from sec_train.convert.sec import export_sec, import_sec
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def _sam2_config(path: str | None) -> Sam2VideoConfig | None:
@@ -48,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--checkpoint", required=True, help="model directory or trainable checkpoint")
     export.add_argument("--out", required=True, help="new directory")
     export.add_argument("--reference", help="the original SeC-4B dir: keep its config entries and code")
+    export.add_argument("--dtype", choices=sorted(_DTYPES), help="cast floating tensors (release: bfloat16)")
     return parser
 
 
@@ -62,7 +66,7 @@ def main(argv: list[str]) -> int:
         elif (args.command, args.kind) == ("import", "sec"):
             import_sec(args.dir, args.out, _sam2_config(args.sam2_config))
         else:
-            export_sec(args.checkpoint, args.out, args.reference)
+            export_sec(args.checkpoint, args.out, args.reference, _DTYPES.get(args.dtype))
     except (ValueError, KeyError, FileNotFoundError, FileExistsError) as err:
         print(f"sec-train {args.command} {args.kind}: {err}", file=sys.stderr)
         return 1

@@ -173,7 +173,7 @@ _RELEASE_DEFAULTS = {
 }
 
 
-def _export_model_dir(model_dir: Path, out: Path, reference: Path | None) -> None:
+def _export_model_dir(model_dir: Path, out: Path, reference: Path | None, dtype: torch.dtype | None) -> None:
     for needed in (CONFIG_FILE, "lvlm", "sam2", PARTS_FILE):
         if not (model_dir / needed).exists():
             raise FileNotFoundError(f"{model_dir} is not a SeC model directory: {needed} is missing")
@@ -199,10 +199,12 @@ def _export_model_dir(model_dir: Path, out: Path, reference: Path | None) -> Non
     if problems:
         raise ValueError(f"{model_dir}: cannot export:{problems}")
     out = fresh_output(out)
-    with ShardWriter(out) as writer:
+    with ShardWriter(out, dtype=dtype) as writer:
         for src, steps in plans:
             run_plan(steps, src, writer, desc=f"export {Path(src.name).name}")
     config = _release_config(lvlm_config, sam2_config, reference)
+    if dtype is not None:
+        config["torch_dtype"] = str(dtype).removeprefix("torch.")
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     load_tokenizer(model_dir / "lvlm").save_pretrained(str(out))
     if reference is not None:  # the release's remote code (modeling_sec.py, ...) next to the weights
@@ -210,7 +212,12 @@ def _export_model_dir(model_dir: Path, out: Path, reference: Path | None) -> Non
             shutil.copy2(code, out / code.name)
 
 
-def export_sec(checkpoint: str | Path, out: str | Path, reference: str | Path | None = None) -> None:
+def export_sec(
+    checkpoint: str | Path,
+    out: str | Path,
+    reference: str | Path | None = None,
+    dtype: torch.dtype | None = None,
+) -> None:
     """Writes a framework checkpoint in SeC-4B's released layout (shards + index, LoRA merged).
 
     Args:
@@ -219,14 +226,15 @@ def export_sec(checkpoint: str | Path, out: str | Path, reference: str | Path | 
         out (`str` or `Path`): a new directory: safetensors shards, index, config.json, tokenizer.
         reference (`str` or `Path`, *optional*): the original SeC-4B download; its config.json
             entries and remote-code `*.py` files are carried over, so its loader reads the export.
+        dtype (`torch.dtype`, *optional*): cast floating-point tensors (the release is bfloat16).
     """
     checkpoint, reference = Path(checkpoint), Path(reference) if reference is not None else None
     if not (checkpoint / TRAINABLE_FILE).is_file():
-        _export_model_dir(checkpoint, Path(out), reference)
+        _export_model_dir(checkpoint, Path(out), reference, dtype)
         return
     # a trainable-only checkpoint: rebuild it over its base, merge LoRA, then export that
     model = build_sec_model(dataclasses.replace(load_model_config(checkpoint), init=str(checkpoint)))
     with tempfile.TemporaryDirectory() as tmp:
         save_model_dir(model, tmp)
         del model
-        _export_model_dir(Path(tmp), Path(out), reference)
+        _export_model_dir(Path(tmp), Path(out), reference, dtype)

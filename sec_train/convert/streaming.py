@@ -23,6 +23,7 @@ from tqdm import tqdm
 INDEX_SUFFIX = ".safetensors.index.json"
 DEFAULT_SHARD_BYTES = 2 * 1024**3
 _LISTED = 20  # keys named in an error before "... and N more"
+_OPEN_FILES = 2  # source shards mapped at once (a step may read across a shard boundary)
 
 
 def fresh_output(path: str | Path) -> Path:
@@ -41,10 +42,11 @@ class TensorSource:
     `TensorSource.from_torch` (a `.pt` checkpoint, memory-mapped).
     """
 
-    def __init__(self, name: str, handles: list, keys_per_handle: list[list[str]]):
+    def __init__(self, name: str, handles: list):
         self.name = name
         self._handles = handles
-        self._where = {key: i for i, keys in enumerate(keys_per_handle) for key in keys}
+        self._where = {key: i for i, handle in enumerate(handles) for key in handle.names()}
+        self._recent: list[int] = []  # files with an open mapping, most recent last
 
     @classmethod
     def from_safetensors(cls, path: str | Path) -> TensorSource:
@@ -63,8 +65,7 @@ class TensorSource:
             files = [path]
         else:
             raise FileNotFoundError(f"{path}: no such safetensors file or directory")
-        handles = [safe_open(str(f), framework="pt") for f in files]
-        return cls(str(path), handles, [list(h.keys()) for h in handles])
+        return cls(str(path), [_SafetensorsFile(f) for f in files])
 
     @classmethod
     def from_torch(cls, path: str | Path, entry: str | None = "model") -> TensorSource:
@@ -77,7 +78,7 @@ class TensorSource:
             if entry not in loaded:
                 raise KeyError(f"{path}: the checkpoint has no {entry!r} entry (has {sorted(loaded)[:10]})")
             loaded = loaded[entry]
-        return cls(str(path), [_DictHandle(loaded)], [list(loaded)])
+        return cls(str(path), [_DictHandle(loaded)])
 
     def keys(self) -> list[str]:
         return list(self._where)
@@ -95,15 +96,47 @@ class TensorSource:
     def get(self, key: str) -> torch.Tensor:
         if key not in self._where:
             raise KeyError(f"{self.name}: no tensor {key!r}")
-        return self._handles[self._where[key]].get_tensor(key)
+        i = self._where[key]
+        if i in self._recent:
+            self._recent.remove(i)
+        self._recent.append(i)
+        if len(self._recent) > _OPEN_FILES:  # unmap shards already read, so RSS stays at a shard
+            self._handles[self._recent.pop(0)].close()
+        return self._handles[i].get_tensor(key)
+
+
+class _SafetensorsFile:
+    """One safetensors file, mapped only while it is being read."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._file = None
+
+    def names(self) -> list[str]:
+        with safe_open(str(self.path), framework="pt") as f:
+            return list(f.keys())
+
+    def get_tensor(self, key: str) -> torch.Tensor:
+        if self._file is None:
+            self._file = safe_open(str(self.path), framework="pt")
+        return self._file.get_tensor(key)
+
+    def close(self) -> None:
+        self._file = None
 
 
 class _DictHandle:
     def __init__(self, tensors: dict[str, torch.Tensor]):
         self._tensors = tensors
 
+    def names(self) -> list[str]:
+        return list(self._tensors)
+
     def get_tensor(self, key: str) -> torch.Tensor:
         return self._tensors[key]
+
+    def close(self) -> None:
+        """Nothing to release: a torch checkpoint is one mapping, shared by its tensors."""
 
 
 class ShardWriter:
@@ -113,12 +146,18 @@ class ShardWriter:
         directory (`str` or `Path`): created if missing.
         prefix (`str`): file name stem; "model" is what transformers' `from_pretrained` reads.
         max_shard_bytes (`int`): a shard is flushed once it holds this many bytes.
+        dtype (`torch.dtype`, *optional*): floating-point tensors are cast to it.
     """
 
     def __init__(
-        self, directory: str | Path, prefix: str = "model", max_shard_bytes: int = DEFAULT_SHARD_BYTES
+        self,
+        directory: str | Path,
+        prefix: str = "model",
+        max_shard_bytes: int = DEFAULT_SHARD_BYTES,
+        dtype: torch.dtype | None = None,
     ):
         self.directory = Path(directory)
+        self.dtype = dtype
         self.directory.mkdir(parents=True, exist_ok=True)
         self.prefix = prefix
         self.max_shard_bytes = max_shard_bytes
@@ -132,8 +171,11 @@ class ShardWriter:
         if name in self._names:
             raise ValueError(f"{self.directory}: tensor {name!r} written twice")
         self._names.add(name)
+        if self.dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(self.dtype)
         # A private contiguous copy: slices of one source (qkv splits) must not share storage.
-        self._pending[name] = tensor.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+        tensor = tensor.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+        self._pending[name] = tensor
         self._pending_bytes += tensor.numel() * tensor.element_size()
         if self._pending_bytes >= self.max_shard_bytes:
             self._flush()
