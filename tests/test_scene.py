@@ -45,6 +45,15 @@ def test_hsv_matches_opencv_bit_for_bit():
     np.testing.assert_array_equal(rgb_to_hsv(image), cv2.cvtColor(image, cv2.COLOR_RGB2HSV))
 
 
+def test_resize_is_within_one_level_of_opencv():
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(0)
+    for shape in ((30, 50), (300, 170)):  # up- and downscaling
+        image = rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8)
+        diff = resize_bilinear(image, 128).astype(int) - cv2.resize(image, (128, 128)).astype(int)
+        assert np.abs(diff).max() <= 1
+
+
 def test_histogram_and_distance_match_opencv():
     cv2 = pytest.importorskip("cv2")
     ours, theirs = [], []

@@ -55,10 +55,11 @@ def rgb_to_hsv(image: np.ndarray) -> np.ndarray:
 
 
 def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
-    """uint8 `[H, W, 3]` -> `[size, size, 3]`, bilinear with half-pixel centres like `cv2.resize`."""
-    tensor = torch.tensor(image).permute(2, 0, 1)[None].float()
+    """uint8 `[H, W, 3]` -> `[size, size, 3]`, bilinear with half-pixel centres and no
+    antialiasing, like `cv2.resize` (within one level); torch's uint8 kernel, no float copy."""
+    tensor = torch.tensor(image).permute(2, 0, 1)[None]
     resized = F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False)
-    return resized[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    return resized[0].permute(1, 2, 0).numpy()
 
 
 def hs_histogram(image: np.ndarray, size: int = SCENE_IMAGE_SIZE) -> np.ndarray:
