@@ -76,11 +76,13 @@ class SeCModel(nn.Module):
         self.lvlm = lvlm
         self.sam2 = sam2
         hidden = lvlm.config.text_config.hidden_size
-        device = lvlm.get_input_embeddings().weight.device
+        # same device (meta for shape-only builds) and dtype as the LLM whose states it reads
+        embeddings = lvlm.get_input_embeddings().weight
+        like = {"device": embeddings.device, "dtype": embeddings.dtype}
         self.text_hidden_fcs = nn.Sequential(
-            nn.Linear(hidden, hidden, device=device),
+            nn.Linear(hidden, hidden, **like),
             nn.ReLU(inplace=True),
-            nn.Linear(hidden, CONCEPT_DIM, device=device),
+            nn.Linear(hidden, CONCEPT_DIM, **like),
             nn.Dropout(0.0),
         )
         self.token_attn = build_token_attn(sam2)
