@@ -103,6 +103,7 @@ def test_davis_subset_by_name_or_list_file_with_480p_level(tmp_path):
     assert [v.name for v in open_videos(root)] == ["a", "b"]
     assert [v.name for v in open_videos(root, "val")] == ["b"]
     assert [v.name for v in open_videos(listing)] == ["b"]
+    assert davis_videos(root)[0].frame_name(1) == "00001"  # the file stem
     with pytest.raises(FileNotFoundError, match="test.txt does not exist"):
         list(open_videos(root, "test"))
 
@@ -172,6 +173,7 @@ def test_shards_read_as_fully_annotated_videos(tmp_path):
     assert loaded.object_ids() == [1]  # object id 0 is label 1; object 9 is never visible
     assert loaded.labels(2)[2:7, :5].all() and loaded.labels(2).sum() == 25
     np.testing.assert_array_equal(loaded.frame(1), video.frame(1))
+    assert loaded.frame_name(1) == "00001"
 
 
 def test_evaluate_model_restores_training_mode(checkpoint, tmp_path):

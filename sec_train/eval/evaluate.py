@@ -2,7 +2,7 @@
 
     sec-train eval --checkpoint DIR --data DAVIS_ROOT_OR_SHARD_DIR [--subset val] [--sam2-only] [--json]
 
-Each video is propagated from its first frame's annotation (SeC, or plain SAM 2 with
+Each video is propagated from each object's first annotation (SeC, or plain SAM 2 with
 `--sam2-only`) and scored on its annotated frames with the DAVIS semi-supervised protocol.
 `evaluate_model` is the same evaluation for the trainer's periodic validation.
 """
@@ -72,7 +72,7 @@ def evaluate_video(propagator: SeCPropagator, video: Video, save_dir: Path | Non
             predicted[t] = labels
         if save_dir is not None:
             (save_dir / video.name).mkdir(parents=True, exist_ok=True)
-            save_palette_png(labels, save_dir / video.name / f"{t:05d}.png")
+            save_palette_png(labels, save_dir / video.name / f"{video.frame_name(t)}.png")
     gt = np.stack([video.labels(t) for t in annotated])
     pred = np.stack([predicted[t] for t in annotated])
     # every annotated object was prompted on its first annotated frame, so all of them are scored

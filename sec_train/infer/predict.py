@@ -69,10 +69,10 @@ def main(argv: list[str]) -> int:
         for t, frame, labels in tqdm(
             propagator.run(video, stats), total=len(video), desc=video.name, unit="frame"
         ):
-            stem = Path(video.frames[t]).stem
-            save_palette_png(labels, out / "masks" / f"{stem}.png")
+            name = video.frame_name(t)
+            save_palette_png(labels, out / "masks" / f"{name}.png")
             if not args.no_overlays:
-                save_overlay_png(frame, labels, out / "overlays" / f"{stem}.png")
+                save_overlay_png(frame, labels, out / "overlays" / f"{name}.png")
     seconds = time.perf_counter() - start
     summary = {
         "video": str(args.video),

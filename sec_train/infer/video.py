@@ -44,6 +44,11 @@ class Video:
         except (OSError, ValueError) as err:
             raise ValueError(f"cannot decode {where}: {err}") from err
 
+    def frame_name(self, t: int) -> str:
+        """Frame `t`'s file stem, or its zero-padded position for frames held as bytes."""
+        source = self.frames[t]
+        return f"{t:05d}" if isinstance(source, bytes) else Path(source).stem
+
     def labels(self, t: int) -> np.ndarray:
         """The annotated label map of frame `t`."""
         if t not in self.annotations:
