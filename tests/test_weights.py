@@ -132,3 +132,20 @@ def test_checkpoint_that_does_not_fit_is_rejected(tmp_path):
     apply_trainable(other, TrainableConfig(lora=LoraConfig(r=4, alpha=8, targets=["q_proj"])))
     with pytest.raises(ValueError, match="adapter does not fit"):
         load_trainable(other, tmp_path)
+
+
+def test_memory_size_and_hf_dirs_from_a_model_dir(tmp_path):
+    model = build_sec_model(ModelConfig(num_maskmem=9))
+    save_model_dir(model, tmp_path)
+    # null keeps the saved memory bank; a number resizes it
+    assert build_sec_model(ModelConfig(init=str(tmp_path))).sam2.num_maskmem == 9
+    assert build_sec_model(ModelConfig(init=str(tmp_path), num_maskmem=22)).sam2.num_maskmem == 22
+    # the lvlm/ and sam2/ sub-directories are plain HF directories for `lvlm:` / `sam2:`
+    parts = build_sec_model(ModelConfig(lvlm=str(tmp_path / "lvlm"), sam2=str(tmp_path / "sam2")))
+    assert parts.sam2.num_maskmem == 9
+    for name, tensor in model.state_dict().items():
+        if name.startswith(("lvlm.", "sam2.")):
+            assert torch.equal(tensor, parts.state_dict()[name]), name
+    with pytest.raises(FileNotFoundError, match="sec_parts.safetensors"):
+        (tmp_path / "sec_parts.safetensors").unlink()
+        build_sec_model(ModelConfig(init=str(tmp_path)))
