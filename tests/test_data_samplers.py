@@ -9,10 +9,10 @@ from data_tools.synth import encode_jpeg, render_video
 from sec_train.data.augment import augment_clip, warp_clip
 from sec_train.data.collate import Stage2Collator
 from sec_train.data.config import AugmentConfig, Stage1Config, Stage2Config
-from sec_train.data.draw import GREEN
+from sec_train.data.draw import GREEN, draw_contour
 from sec_train.data.prompts import ANSWERS, QUESTIONS, training_prompt
 from sec_train.data.stage1 import Stage1Sampler
-from sec_train.data.stage2 import Stage2Sampler
+from sec_train.data.stage2 import Stage2Sampler, draw_outline
 from sec_train.model.tokenizer import IMG_CONTEXT, IMG_END, build_toy_tokenizer
 
 
@@ -133,3 +133,15 @@ def test_stage1_clip_starts_on_a_visible_object(sample):
     example = sampler(sample, None, np.random.default_rng(0))
     assert example.images.shape == (6, 3, 32, 32) and example.masks.shape[:2] == (6, len(objects))
     assert example.masks[0].flatten(1).any(1).all()
+
+
+def test_outline_around_the_mask_equals_the_full_contour():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        mask = np.zeros((40, 50), bool)
+        y, x, h, w = rng.integers(0, 40), rng.integers(0, 50), rng.integers(1, 30), rng.integers(1, 30)
+        mask[y : y + h, x : x + w] = rng.random((min(h, 40 - y), min(w, 50 - x))) > 0.3
+        image = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+        expected = draw_contour(image, mask, thickness=2)
+        draw_outline(image, mask, 2)
+        np.testing.assert_array_equal(image, expected)

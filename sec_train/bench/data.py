@@ -1,7 +1,7 @@
 """`python -m sec_train.bench data [--json]`: stage-2 samples/s of the shard loader against the
 per-sample work of the original code, on an SA-V-style synthetic set, in one process.
 
-- (a) `loader`: `build_loader` in concept_only mode, no worker processes;
+- (a) `loader`: `build_loader` in concept_only mode, no worker processes, batch size 1;
 - (b) `baseline`: per sample, decode the whole mp4 and every RLE of the video (as the original
   does), then build the same example from the decoded arrays;
 - (c) `jpeg_bound`: decode just the JPEG frames a sample uses (references and target).
@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
+import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -55,15 +58,12 @@ def _units(shards: Path) -> list:
     return [(s, obj) for s in samples for obj in s.header["object_ids"]]
 
 
-def bench_loader(cfg: DataConfig, sizes: dict, tokenizer, count: int) -> float:
+def loader_samples(cfg: DataConfig, sizes: dict, tokenizer) -> Iterator[None]:
+    """(a): one step per sample of the shard loader, epoch after epoch."""
     loader = build_loader(cfg, mode="concept_only", tokenizer=tokenizer, batch_size=1, **sizes)
-    done, start = 0, time.perf_counter()
-    while done < count:
+    while True:
         for _ in loader:
-            done += 1
-            if done == count:
-                break
-    return count / (time.perf_counter() - start)
+            yield
 
 
 def _baseline_example(
@@ -91,9 +91,9 @@ def _baseline_example(
     training_prompt(sampler.tokenizer, len(lvlm), sampler.num_image_tokens, np.random.default_rng(n))
 
 
-def bench_baseline(units: list, sav: Path, sampler: Stage2Sampler, count: int) -> float:
-    start = time.perf_counter()
-    for n in range(count):
+def baseline_samples(units: list, sav: Path, sampler: Stage2Sampler) -> Iterator[None]:
+    """(b): per sample, the whole mp4 and every RLE of the video decoded, then the example."""
+    for n in itertools.count():
         sample, obj = units[n % len(units)]
         header, (h, w) = sample.header, (sample.header["height"], sample.header["width"])
         frames = [
@@ -101,16 +101,24 @@ def bench_baseline(units: list, sav: Path, sampler: Stage2Sampler, count: int) -
         ]
         masks = [[None if r is None else rle_to_mask(r, h, w) for r in row] for row in sample.masks]
         _baseline_example(frames, masks, header, obj, sampler, n)
-    return count / (time.perf_counter() - start)
+        yield
 
 
-def bench_jpeg_bound(units: list, sampler: Stage2Sampler, count: int) -> float:
-    start = time.perf_counter()
-    for n in range(count):
+def jpeg_bound_samples(units: list, sampler: Stage2Sampler) -> Iterator[None]:
+    """(c): per sample, just the JPEGs of its references and target decoded."""
+    for n in itertools.count():
         sample, obj = units[n % len(units)]
         plan = sampler.plan(sample.header, obj, np.random.default_rng(n))
         for p in [*plan.refs, plan.target]:
             Image.open(io.BytesIO(sample.frames[p])).convert("RGB")
+        yield
+
+
+def rate(samples: Iterator[None], count: int) -> float:
+    """Samples per second over the next `count` samples."""
+    start = time.perf_counter()
+    for _ in itertools.islice(samples, count):
+        pass
     return count / (time.perf_counter() - start)
 
 
@@ -118,11 +126,14 @@ def main(argv: list[str]) -> int:
     """Builds the set, measures (a), (b), (c) and prints them with the two ratios."""
     parser = argparse.ArgumentParser(prog="python -m sec_train.bench data", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
-    parser.add_argument("--videos", type=int, default=3)
+    parser.add_argument("--videos", type=int, default=2)
     parser.add_argument("--frames", type=int, default=336, help="video frames (SA-V: ~14 s at 24 fps)")
-    parser.add_argument("--scale", type=int, default=6, help="upsampling of 320x180 (6: 1920x1080, like SA-V)")
-    parser.add_argument("--samples", type=int, default=24, help="samples timed per method")
-    parser.add_argument("--baseline-samples", type=int, default=6)
+    parser.add_argument(
+        "--scale", type=int, default=6, help="upsampling of 320x180 (6: 1920x1080, like SA-V)"
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians are reported")
+    parser.add_argument("--samples", type=int, default=8, help="samples per round of (a) and (c)")
+    parser.add_argument("--baseline-samples", type=int, default=1, help="samples per round of (b)")
     parser.add_argument("--lvlm-size", type=int, default=448)
     parser.add_argument("--sam-size", type=int, default=1024)
     parser.add_argument("--image-tokens", type=int, default=256)
@@ -137,11 +148,15 @@ def main(argv: list[str]) -> int:
         cfg = DataConfig(train=[str(shards)], num_workers=0, shuffle_buffer=8)
         sampler = Stage2Sampler(cfg.stage2, mode="concept_only", tokenizer=tokenizer, **sizes)
         units = _units(shards)
-        rates = {
-            "loader": bench_loader(cfg, sizes, tokenizer, args.samples),
-            "baseline": bench_baseline(units, sav, sampler, args.baseline_samples),
-            "jpeg_bound": bench_jpeg_bound(units, sampler, args.samples),
+        streams = {
+            "loader": (loader_samples(cfg, sizes, tokenizer), args.samples),
+            "baseline": (baseline_samples(units, sav, sampler), args.baseline_samples),
+            "jpeg_bound": (jpeg_bound_samples(units, sampler), args.samples),
         }
+        next(streams["loader"][0])  # the loader's start-up (first shuffle-buffer fill) is not timed
+        # interleaved rounds and medians, so that load from other processes hits all three alike
+        rounds = [{k: rate(it, n) for k, (it, n) in streams.items()} for _ in range(args.rounds)]
+        rates = {k: statistics.median(r[k] for r in rounds) for k in streams}
     result = {
         "samples_per_s": {k: round(v, 2) for k, v in rates.items()},
         "loader_over_baseline": round(rates["loader"] / rates["baseline"], 2),

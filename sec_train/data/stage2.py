@@ -19,15 +19,13 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from sec_train.data.config import Stage2Config
-from sec_train.data.draw import draw_contour
+from sec_train.data.draw import GREEN, contour_mask
 from sec_train.data.images import (
     frame_chw,
     object_mask,
     resize_chw,
-    resize_image,
     resize_mask,
     sample_frame,
-    to_chw,
 )
 from sec_train.data.prompts import training_prompt
 from sec_train.model.config import Mode
@@ -42,6 +40,19 @@ class Stage2Plan:
     context: list[int]
     refs: list[int]
     outlined: list[int]
+
+
+def draw_outline(image: np.ndarray, mask: np.ndarray, thickness: int) -> None:
+    """Paints `draw_contour`'s green contour of `mask` onto uint8 [H, W, 3] `image` in place,
+    computing it only around the mask (the same pixels, a fraction of the work)."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if rows.size == 0:
+        return
+    margin = thickness + 1  # the line reaches thickness - 1 pixels beyond the mask
+    y0, y1 = max(rows[0] - margin, 0), rows[-1] + margin + 1
+    x0, x1 = max(cols[0] - margin, 0), cols[-1] + margin + 1
+    crop = image[y0:y1, x0:x1]
+    crop[contour_mask(mask[y0:y1, x0:x1], thickness)] = GREEN
 
 
 def read_obj_list(path: str | Path) -> dict[str, set[int]]:
@@ -118,9 +129,10 @@ class Stage2Sampler:
         )
 
     def _outlined(self, sample: VideoSample, pos: int, obj: int) -> torch.Tensor:
-        image = resize_image(sample_frame(sample, pos, self.lvlm_size), self.lvlm_size)
+        image = resize_chw(sample_frame(sample, pos, self.lvlm_size), self.lvlm_size)
         mask = resize_mask(object_mask(sample, pos, obj), self.lvlm_size)
-        return to_chw(draw_contour(image, mask, thickness=self.cfg.contour_thickness))
+        draw_outline(image.permute(1, 2, 0).numpy(), mask, self.cfg.contour_thickness)
+        return image
 
     def plan(self, header: dict[str, Any], obj: int, rng: np.random.Generator) -> Stage2Plan:
         """Draws the target, context, references and noise; raises if the video cannot give them."""
