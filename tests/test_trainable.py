@@ -82,6 +82,8 @@ RECIPES = {
     ),
     # stage 2 as released: LoRA, embeddings, text_hidden_fcs
     "concept_only": TrainableConfig(lora=LORA),
+    # ... with LoRA on the ViT as well
+    "concept_only_vit_lora": TrainableConfig(lora=LORA, vit="lora"),
     # stage 2 joint: also token_attn, the mask decoder and SAM 2's memory modules
     "fused": TrainableConfig(
         lora=LORA, token_attn=True, mask_decoder=True, memory_attention=True, memory_encoder=True
@@ -98,10 +100,11 @@ def _groups(name: str) -> str:
     return name.split(".")[0] if not name.startswith("lvlm.") else "embeddings"
 
 
-@pytest.mark.parametrize("mode", sorted(RECIPES))
-def test_gradients_reach_exactly_the_trainable_parameters(mode):
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_gradients_reach_exactly_the_trainable_parameters(name):
+    recipe, mode = RECIPES[name], name.removesuffix("_vit_lora")
     model = build_sec_model(ModelConfig(mode=mode, stage1_tracked_frames=2))
-    trained = set(apply_trainable(model, RECIPES[mode]))
+    trained = set(apply_trainable(model, recipe))
     model.train()
     batch = stage1_batch(model, frames=3) if mode == "stage1" else stage2_batch(model)
     torch.manual_seed(0)
@@ -129,3 +132,4 @@ def test_gradients_reach_exactly_the_trainable_parameters(mode):
         },
     }[mode]
     assert set(norms) == expected_parts
+    assert any(".vision_tower." in n for n in with_grad) == (recipe.vit == "lora")
