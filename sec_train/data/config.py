@@ -65,15 +65,17 @@ class DataConfig:
     `train` lists shard directories (each with the `index.json` that `sec-data` writes); `val`
     is what periodic validation evaluates on (a DAVIS-style folder or a shard directory).
     The loader splits shards by rank then by worker, shuffles shard order and keeps a
-    `shuffle_buffer`-sample buffer, all seeded per epoch. Bad samples are skipped and counted;
-    once more than `max_bad_fraction` of the samples read are bad, the run stops.
+    `shuffle_buffer`-sample buffer, all seeded per epoch. The buffer holds whole videos (tens of
+    MB each at SA-V resolution): it costs about num_workers x shuffle_buffer videos of memory per
+    rank. Bad samples are skipped and counted; once more than `max_bad_fraction` of the samples
+    read are bad, the run stops.
     """
 
     train: list[str] = field(default_factory=list)
     val: str | None = None
     num_workers: int = 2
     prefetch_factor: int = 2
-    shuffle_buffer: int = 256
+    shuffle_buffer: int = 32
     max_bad_fraction: float = 0.01
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
