@@ -138,3 +138,16 @@ def test_verify_names_shard_and_key_of_a_corrupt_sample(synth_dir, tmp_path, cap
     assert len(problems) == 1 and "t-000.tar key synth00003: frame 2" in problems[0]
     assert sec_data(["stats", str(tmp_path)]) == 0
     assert "videos 2  objects 6  frames 24" in capsys.readouterr().out
+
+
+def test_ytvos_layout_takes_objects_from_meta_json(synth_dir, tmp_path):
+    split = tmp_path / "ytvos" / "train"
+    for kind in ("JPEGImages", "Annotations"):
+        (split / kind).mkdir(parents=True)
+        (split / kind / "clip").symlink_to(synth_dir / kind / "synth00004")
+    meta = {"videos": {"clip": {"objects": {"1": {}, "2": {}, "3": {}, "5": {}}}}}
+    (split / "meta.json").write_text(json.dumps(meta))
+    assert _convert("ytvos", "--root", tmp_path / "ytvos", "--split", "train", "--out", tmp_path / "y") == 0
+    sample = _samples(tmp_path / "y")["clip"]
+    assert sample.header["object_ids"] == [1, 2, 3, 5] and sample.header["visible"]["5"] == []
+    assert sample.header["fps"] == 30.0 and sample.header["source"] == "ytvos"
