@@ -59,6 +59,19 @@ def test_lora_off_vit_lora_and_bad_combination():
         apply_trainable(build_sec_model(ModelConfig()), TrainableConfig(lora=LoraConfig(r=0), vit="lora"))
 
 
+def test_an_existing_adapter_is_kept_frozen_or_rejected():
+    model = build_sec_model(ModelConfig())
+    apply_trainable(model, TrainableConfig(lora=LORA))
+    lora = _lora(model)
+    # the same LoRA again (resuming): kept, still trained
+    assert lora <= set(apply_trainable(model, TrainableConfig(lora=LORA)))
+    assert _lora(model) == lora
+    # r = 0: the adapter stays but is frozen
+    assert not lora & set(apply_trainable(model, TrainableConfig(lora=LoraConfig(r=0))))
+    with pytest.raises(ValueError, match="already has LoRA"):
+        apply_trainable(model, TrainableConfig(lora=LoraConfig(r=16, alpha=32)))
+
+
 @pytest.mark.parametrize("part", sorted(SAM2_PARTS))
 def test_each_sam2_part_switches_on_alone(part):
     model = build_sec_model(ModelConfig(mode="stage1"))

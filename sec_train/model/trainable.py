@@ -53,10 +53,6 @@ def lora_target_regex(targets: list[str], vit: bool) -> str:
 
 def peft_lora_config(cfg: TrainableConfig) -> PeftLoraConfig:
     """The peft LoRA config of a trainable policy (LLM projections, plus the ViT if `vit="lora"`)."""
-    if cfg.vit == "lora" and cfg.lora.r <= 0:
-        raise ValueError(
-            "trainable.vit='lora' needs trainable.lora.r > 0 (the ViT shares the LLM's LoRA rank)"
-        )
     return PeftLoraConfig(
         r=cfg.lora.r,
         lora_alpha=cfg.lora.alpha,
@@ -73,25 +69,45 @@ def inject_lora(model: nn.Module, peft_config: PeftLoraConfig) -> None:
     model.lora_config = peft_config
 
 
+def _add_or_keep_lora(model: nn.Module, peft_config: PeftLoraConfig) -> None:
+    """Injects LoRA, or keeps the adapter a checkpoint brought if it is the same LoRA."""
+    existing = model.lora_config
+    if existing is None:
+        inject_lora(model, peft_config)
+        return
+    fields = ("r", "lora_alpha", "target_modules")
+    if any(getattr(existing, f) != getattr(peft_config, f) for f in fields):
+        have = {f: getattr(existing, f) for f in fields}
+        want = {f: getattr(peft_config, f) for f in fields}
+        raise ValueError(
+            f"the model already has LoRA {have} from its checkpoint but trainable.lora asks for {want}; "
+            "merge it first (save_model_dir) to train a new adapter"
+        )
+
+
 def apply_trainable(model: nn.Module, cfg: TrainableConfig) -> list[str]:
     """Freezes SeC, adds LoRA, and unfreezes what `cfg` names.
 
     Args:
-        model (`SeCModel`): the model; changed in place.
-        cfg (`TrainableConfig`): the policy. `lora.r = 0` disables LoRA; `vit = "lora"` puts LoRA
-            on the ViT's linears too; each boolean trains one part.
+        model (`SeCModel`): the model; changed in place. An adapter it already has (loaded from a
+            trainable checkpoint) is kept and trained on if it matches `cfg.lora`.
+        cfg (`TrainableConfig`): the policy. `lora.r = 0` adds no LoRA and freezes an existing
+            adapter; `vit = "lora"` puts LoRA on the ViT's linears too; each boolean trains one part.
 
     Returns:
         The names of the parameters that now require gradients, in `named_parameters` order.
     """
-    peft_config = peft_lora_config(cfg)
-    # a model that has an adapter (resumed from a checkpoint) keeps it
-    if cfg.lora.r > 0 and model.lora_config is None:
-        inject_lora(model, peft_config)
+    use_lora = cfg.lora.r > 0
+    if cfg.vit == "lora" and not use_lora:
+        raise ValueError(
+            "trainable.vit='lora' needs trainable.lora.r > 0 (the ViT shares the LLM's LoRA rank)"
+        )
+    if use_lora:
+        _add_or_keep_lora(model, peft_lora_config(cfg))
     model.requires_grad_(False)
     for name, param in model.lvlm.named_parameters():
         if ".lora_" in name:
-            param.requires_grad_(True)
+            param.requires_grad_(use_lora)
     if cfg.embeddings:
         model.lvlm.get_input_embeddings().requires_grad_(True)
         model.lvlm.get_output_embeddings().requires_grad_(True)
