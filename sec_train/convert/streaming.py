@@ -2,28 +2,39 @@
 
 A conversion is a list of `Step`s (one output tensor each, made from one or more source
 tensors). `check_plan` proves the plan uses every source key and produces every expected key
-before anything is written; `run_plan` then reads the sources file by file (memory-mapped, so a
-source costs no RAM until read) and `ShardWriter` flushes a shard whenever it holds
-`max_shard_bytes`, so peak memory is about one shard, not one model.
+before anything is written; `run_plan` then reads the sources file by file, one tensor at a time
+(safetensors by plain reads; a `.pt` memory-mapped), and `ShardWriter` flushes a shard whenever
+it holds `max_shard_bytes`, so peak memory is about one output shard, not one model.
 """
 
 from __future__ import annotations
 
 import json
+import struct
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
 INDEX_SUFFIX = ".safetensors.index.json"
 DEFAULT_SHARD_BYTES = 2 * 1024**3
 _LISTED = 20  # keys named in an error before "... and N more"
-_OPEN_FILES = 2  # source shards mapped at once (a step may read across a shard boundary)
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 
 
 def fresh_output(path: str | Path) -> Path:
@@ -46,7 +57,6 @@ class TensorSource:
         self.name = name
         self._handles = handles
         self._where = {key: i for i, handle in enumerate(handles) for key in handle.names()}
-        self._recent: list[int] = []  # files with an open mapping, most recent last
 
     @classmethod
     def from_safetensors(cls, path: str | Path) -> TensorSource:
@@ -96,33 +106,38 @@ class TensorSource:
     def get(self, key: str) -> torch.Tensor:
         if key not in self._where:
             raise KeyError(f"{self.name}: no tensor {key!r}")
-        i = self._where[key]
-        if i in self._recent:
-            self._recent.remove(i)
-        self._recent.append(i)
-        if len(self._recent) > _OPEN_FILES:  # unmap shards already read, so RSS stays at a shard
-            self._handles[self._recent.pop(0)].close()
-        return self._handles[i].get_tensor(key)
+        return self._handles[self._where[key]].get_tensor(key)
 
 
 class _SafetensorsFile:
-    """One safetensors file, mapped only while it is being read."""
+    """One safetensors file, read tensor by tensor into fresh memory.
+
+    Plain reads instead of a memory map: a mapping keeps every page it touched resident, so a
+    whole multi-GB source shard would count against the conversion's memory.
+    """
 
     def __init__(self, path: Path):
         self.path = path
-        self._file = None
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            self._header = json.loads(f.read(size))
+        self._header.pop("__metadata__", None)
+        self._data_start = 8 + size
 
     def names(self) -> list[str]:
-        with safe_open(str(self.path), framework="pt") as f:
-            return list(f.keys())
+        return list(self._header)
 
     def get_tensor(self, key: str) -> torch.Tensor:
-        if self._file is None:
-            self._file = safe_open(str(self.path), framework="pt")
-        return self._file.get_tensor(key)
-
-    def close(self) -> None:
-        self._file = None
+        info = self._header[key]
+        if info["dtype"] not in _SAFETENSORS_DTYPES:
+            raise ValueError(f"{self.path}: {key} has unsupported dtype {info['dtype']}")
+        tensor = torch.empty(info["shape"], dtype=_SAFETENSORS_DTYPES[info["dtype"]])
+        begin, end = info["data_offsets"]
+        with open(self.path, "rb") as f:
+            f.seek(self._data_start + begin)
+            if f.readinto(tensor.reshape(-1).view(torch.uint8).numpy()) != end - begin:
+                raise ValueError(f"{self.path}: {key} is truncated")
+        return tensor
 
 
 class _DictHandle:
@@ -133,10 +148,7 @@ class _DictHandle:
         return list(self._tensors)
 
     def get_tensor(self, key: str) -> torch.Tensor:
-        return self._tensors[key]
-
-    def close(self) -> None:
-        """Nothing to release: a torch checkpoint is one mapping, shared by its tensors."""
+        return self._tensors[key].clone()  # a fresh tensor per read, as from a file
 
 
 class ShardWriter:
@@ -173,8 +185,9 @@ class ShardWriter:
         self._names.add(name)
         if self.dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(self.dtype)
-        # A private contiguous copy: slices of one source (qkv splits) must not share storage.
-        tensor = tensor.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+        tensor = tensor.detach().to("cpu")
+        if not _owns_storage(tensor):  # slices of one source (qkv splits) must not share storage
+            tensor = tensor.clone(memory_format=torch.contiguous_format)
         self._pending[name] = tensor
         self._pending_bytes += tensor.numel() * tensor.element_size()
         if self._pending_bytes >= self.max_shard_bytes:
@@ -209,6 +222,15 @@ class ShardWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
+
+
+def _owns_storage(tensor: torch.Tensor) -> bool:
+    """True for a contiguous tensor that is the whole of its storage (safe to write as is)."""
+    return (
+        tensor.is_contiguous()
+        and tensor.storage_offset() == 0
+        and tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()
+    )
 
 
 @dataclass(frozen=True)
