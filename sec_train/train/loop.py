@@ -158,16 +158,11 @@ class Trainer:
         them for a forward); the keys gain a "val/" prefix."""
         from sec_train.eval.evaluate import evaluate_model
 
-        model = self.unwrapped
-        model.eval()
-        with torch.no_grad():
+        use_concept = self.cfg.model.mode != "stage1"
+        with torch.no_grad(), self.accelerator.autocast():
             scores = evaluate_model(
-                model,
-                self.cfg.data.val,
-                use_concept=self.cfg.model.mode != "stage1",
-                max_videos=self.cfg.val_max_videos,
+                self.unwrapped, self.cfg.data.val, use_concept=use_concept, max_videos=self.cfg.val_max_videos
             )
-        model.train()
         return {f"val/{k}": float(v) for k, v in scores.items()}
 
     def fit(self) -> dict[str, float]:
