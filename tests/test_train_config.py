@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from sec_train.train.__main__ import main
 from sec_train.train.config import ConfigError, TrainConfig, load_config, to_yaml
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -60,3 +61,8 @@ def test_recipes_load_and_round_trip(recipe, tmp_path):
     saved = tmp_path / "resolved.yaml"
     saved.write_text(to_yaml(cfg))
     assert load_config(str(saved)) == cfg
+
+
+def test_entry_point_reports_bad_key_and_exits_2(capsys):
+    assert main(["--config", str(CONFIGS / "toy_stage1.yaml"), "optim.lrr=1"]) == 2
+    assert "unknown key 'optim.lrr'; did you mean 'optim.lr'?" in capsys.readouterr().err
