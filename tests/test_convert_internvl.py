@@ -141,3 +141,11 @@ def test_unmapped_and_missing_original_keys_are_listed(toy, tmp_path):
         import_internvl(tmp_path / "original", tmp_path / "ours")
     assert "multi_modal_projector.linear_2.bias" in str(err.value)
     assert "vision_model.encoder.layers.0.attn.q_norm.weight" in str(err.value)
+
+
+def test_a_tied_llm_gets_the_untied_lm_head_of_the_original_layout():
+    shapes = lvlm_shapes(real_lvlm_config())
+    tied = [key for key in shapes if key != "language_model.lm_head.weight"]
+    steps = {step.target: step.sources for step in plan_to_original(tied)}
+    assert steps["language_model.lm_head.weight"] == ("language_model.model.embed_tokens.weight",)
+    assert plan_problems(plan_to_original(tied), tied, original_internvl_4b_shapes()) == ""

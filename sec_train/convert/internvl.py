@@ -31,6 +31,7 @@ _QKV = re.compile(r"vision_model\.encoder\.layers\.(\d+)\.attn\.qkv\.(weight|bia
 _Q_PROJ = re.compile(r"vision_tower\.encoder\.layer\.(\d+)\.attention\.q_proj\.(weight|bias)\Z")
 _OURS_QKV = "vision_tower.encoder.layer.{}.attention.{}_proj.{}"
 _ORIGINAL_QKV = "vision_model.encoder.layers.{}.attn.qkv.{}"
+_LM_HEAD, _EMBEDDINGS = "language_model.lm_head.weight", "language_model.model.embed_tokens.weight"
 # config.json entries of the original sub-configs that are runtime switches, not architecture
 _RUNTIME_KEYS = {"architectures", "auto_map", "attn_implementation", "use_flash_attn", "transformers_version"}
 
@@ -85,8 +86,14 @@ def plan_from_original(keys: list[str]) -> list[Step]:
 
 
 def plan_to_original(keys: list[str]) -> list[Step]:
-    """Steps from `InternVLForConditionalGeneration` names back to the original layout."""
+    """Steps from `InternVLForConditionalGeneration` names back to the original layout.
+
+    A tied LLM (no saved `lm_head`) gets one from its input embeddings: the original chat model
+    always unties them.
+    """
     steps = []
+    if _LM_HEAD not in keys and _EMBEDDINGS in keys:
+        steps.append(Step(_LM_HEAD, (_EMBEDDINGS,)))
     for key in keys:
         if match := _Q_PROJ.match(key):
             layer, kind = match.groups()
@@ -135,7 +142,8 @@ def config_from_original(raw: dict, image_token_id: int) -> InternVLConfig:
         layer_scale_init_value=vit.get("initializer_factor", 0.1),
         use_absolute_position_embeddings=True,
     )
-    text = Qwen2Config(**_architecture(raw["llm_config"]))
+    # InternVL's and SeC's chat models untie the LLM's embeddings whatever llm_config says
+    text = Qwen2Config(**{**_architecture(raw["llm_config"]), "tie_word_embeddings": False})
     ratio = raw.get("downsample_ratio", 0.5)
     return InternVLConfig(
         vision_config=vision.to_dict(),
@@ -144,15 +152,14 @@ def config_from_original(raw: dict, image_token_id: int) -> InternVLConfig:
         image_seq_length=int(image_size // vision.patch_size[0] * ratio) ** 2,
         downsample_ratio=ratio,
         vision_feature_layer=raw.get("select_layer", -1),
-        tie_word_embeddings=text.tie_word_embeddings,
+        tie_word_embeddings=False,
     )
 
 
 def config_to_original(config: InternVLConfig) -> dict:
     """The original chat-model config.json entries (vision, LLM, image geometry) for `config`."""
     vision = config.vision_config
-    llm = config.text_config.to_dict()
-    llm["architectures"] = ["Qwen2ForCausalLM"]
+    llm = config.text_config.to_dict() | {"architectures": ["Qwen2ForCausalLM"], "tie_word_embeddings": False}
     return {
         "vision_config": {
             "architectures": ["InternVisionModel"],

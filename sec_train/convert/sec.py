@@ -69,7 +69,7 @@ def plan_parts_to_original(keys: list[str]) -> list[Step]:
 def _split_keys(keys: list[str]) -> tuple[list[str], list[str], list[str]]:
     """Release keys -> (InternVL's, SAM 2's, SeC parts') by prefix."""
     parts = [k for k in keys if k.startswith((TEXT_FCS, GROUNDING + "token_attn."))]
-    grounding = [k for k in keys if k.startswith(GROUNDING) and k not in set(parts)]
+    grounding = [k for k in keys if k.startswith(GROUNDING) and not k.startswith(GROUNDING + "token_attn.")]
     lvlm = [k for k in keys if not k.startswith((GROUNDING, TEXT_FCS))]
     return lvlm, grounding, parts
 
@@ -181,9 +181,6 @@ def _export_model_dir(model_dir: Path, out: Path, reference: Path | None, dtype:
     sam2_config = Sam2VideoConfig.from_pretrained(str(model_dir / "sam2"))
     lvlm_src = TensorSource.from_safetensors(model_dir / "lvlm")
     lvlm_steps = internvl.plan_to_original(lvlm_src.keys())
-    lm_head, embeddings = "language_model.lm_head.weight", "language_model.model.embed_tokens.weight"
-    if lm_head not in lvlm_src:  # tied in our LLM; the release config unties it
-        lvlm_steps.append(Step(lm_head, (embeddings,)))
     sam2_src = TensorSource.from_safetensors(model_dir / "sam2")
     parts_src = TensorSource.from_safetensors(model_dir / PARTS_FILE)
     plans = [
