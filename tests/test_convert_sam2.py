@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import Sam2VideoModel
 
 from sec_train.convert.sam2 import import_sam2, plan_to_original
@@ -42,18 +43,27 @@ def test_export_then_import_is_the_identity(ours, tmp_path):
         torch.testing.assert_close(back[key], tensor, rtol=0, atol=0, msg=key)
 
 
+def sec_reference_resize(encoding: torch.Tensor, length: int) -> torch.Tensor:
+    """SeC's own rule (its `pretrained_models/reshape.py`): bilinear, aligned corners, over a
+    [1, mem_dim, 1, num_maskmem] view of the [num_maskmem, 1, 1, mem_dim] encodings."""
+    grid = encoding.permute(1, 3, 2, 0)
+    return F.interpolate(grid, size=(1, length), mode="bilinear", align_corners=True).permute(3, 2, 0, 1)
+
+
 def test_import_interpolates_the_memory_bank_as_sec_does(ours, tmp_path):
     original = to_original(ours)
-    # slot k, channel c holds k * (c + 1): linear in k, so align-corners interpolation is exact
-    ramp = torch.arange(7.0)[:, None] * torch.arange(1.0, 65.0)[None, :]
-    original["maskmem_tpos_enc"] = ramp.view(7, 1, 1, 64)
+    # channels 0-31: slot k holds k * (c + 1), linear in k, so the resized values are known exactly
+    ramp = torch.arange(7.0)[:, None] * torch.arange(1.0, 33.0)[None, :]
+    encoding = torch.cat([ramp, torch.randn(7, 32, generator=torch.Generator().manual_seed(0))], 1)
+    original["maskmem_tpos_enc"] = encoding.view(7, 1, 1, 64)
     torch.save({"model": original}, tmp_path / "meta.pt")
     import_sam2(tmp_path / "meta.pt", tmp_path / "out", config=ours.config, num_maskmem=22)
     model = Sam2VideoModel.from_pretrained(str(tmp_path / "out"))
+    resized = model.memory_temporal_positional_encoding.data
+    assert model.config.num_maskmem == 22 and resized.shape == (22, 1, 1, 64)
+    torch.testing.assert_close(resized, sec_reference_resize(encoding.view(7, 1, 1, 64), 22))
     slots = torch.arange(22.0) * 6 / 21  # the 22 new slots span the 7 old ones end to end
-    expected = (slots[:, None] * torch.arange(1.0, 65.0)[None, :]).view(22, 1, 1, 64)
-    assert model.config.num_maskmem == 22
-    torch.testing.assert_close(model.memory_temporal_positional_encoding.data, expected)
+    torch.testing.assert_close(resized[:, 0, 0, :32], slots[:, None] * torch.arange(1.0, 33.0)[None, :])
 
 
 def test_export_warns_when_the_two_gaussian_copies_differ():
