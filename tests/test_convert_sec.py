@@ -8,7 +8,13 @@ from safetensors import safe_open
 
 from sec_train.convert import internvl, sam2
 from sec_train.convert.cli import main
-from sec_train.convert.sec import GROUNDING, parts_shapes, plan_parts_to_original
+from sec_train.convert.sec import (
+    GROUNDING,
+    SEC_LAYER_SCALE,
+    parts_shapes,
+    plan_from_release,
+    plan_parts_to_original,
+)
 from sec_train.convert.streaming import TensorSource, plan_problems
 from sec_train.model.config import LoraConfig, ModelConfig, TrainableConfig
 from sec_train.model.lvlm import real_lvlm_config
@@ -61,11 +67,13 @@ def test_export_then_import_is_the_identity(toy_model, tmp_path):
         "grounding_encoder.sam_prompt_encoder.point_embeddings.0.weight",
         "grounding_encoder.token_attn.layers.0.cross_attn_image.out_proj.weight",
         "grounding_encoder.maskmem_tpos_enc",
+        "grounding_encoder.memory_encoder.fuser.layers.0.g_weight",
         "text_hidden_fcs.2.weight",
     ):
         assert key in index, key
     config = json.loads((tmp_path / "release" / "config.json").read_text())
     assert config["grounding_maskmem_num"] == 7 and config["llm_config"]["hidden_size"] == 64
+    assert config["template"] == "qwen_chat" and config["auto_map"]["AutoModel"] == "modeling_sec.SeCModel"
 
     toy_sam2_config().to_json_file(str(tmp_path / "sam2.json"))
     argv = ["import", "sec", "--dir", str(tmp_path / "release"), "--out", str(tmp_path / "back")]
@@ -113,17 +121,15 @@ def test_real_release_layout_maps_to_the_real_model():
     }
     assert parts_shapes(lvlm_config, sam2_config) == parts_ours
     release = dict(original_internvl_4b_shapes())
-    release |= run_on_meta(sam2.plan_to_original(list(sam_ours), sam2_config, GROUNDING), sam_ours)
+    release |= run_on_meta(
+        sam2.plan_to_original(list(sam_ours), sam2_config, GROUNDING, SEC_LAYER_SCALE), sam_ours
+    )
     release |= run_on_meta(plan_parts_to_original(list(parts_ours)), parts_ours)
     assert release["grounding_encoder.maskmem_tpos_enc"] == (22, 1, 1, 64)
+    assert release["grounding_encoder.memory_encoder.fuser.layers.1.g_weight"] == (256,)
     assert release["grounding_encoder.token_attn.layers.3.self_attn.out_proj.weight"] == (256, 256)
 
-    from sec_train.convert.sec import _split_keys, plan_parts_from_original
-
-    lvlm_keys, grounding_keys, part_keys = _split_keys(list(release))
-    lvlm_steps = internvl.plan_from_original(lvlm_keys)
-    sam_steps = sam2.plan_from_original(grounding_keys, sam2_config, GROUNDING)
-    part_steps = plan_parts_from_original(part_keys)
+    lvlm_steps, sam_steps, part_steps = plan_from_release(list(release), sam2_config)
     assert plan_problems(lvlm_steps + sam_steps + part_steps, release) == ""
     assert run_on_meta(lvlm_steps, release) == internvl.lvlm_shapes(lvlm_config)
     assert run_on_meta(sam_steps, release) == sam_ours

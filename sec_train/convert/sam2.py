@@ -22,6 +22,7 @@ from sec_train.convert.streaming import ShardWriter, Step, TensorSource, check_p
 from sec_train.model.sam2 import real_sam2_config, set_num_maskmem
 
 NUM_POINT_EMBEDDINGS = 4
+META_LAYER_SCALE = "gamma"
 _POINT_ORIGINAL = "sam_prompt_encoder.point_embeddings.{}.weight"
 _POINT_OURS = "prompt_encoder.point_embed.weight"
 _GAUSSIAN_ORIGINAL = "sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"
@@ -82,7 +83,7 @@ def _image_encoder_rules() -> list[tuple[str, str]]:
     ]
 
 
-def _memory_encoder_rules(config: Sam2VideoConfig) -> list[tuple[str, str]]:
+def _memory_encoder_rules(config: Sam2VideoConfig, layer_scale: str) -> list[tuple[str, str]]:
     # Meta's MaskDownSampler is one Sequential: (conv, norm, act) per stride-s layer, then a conv.
     layers = round(math.log(config.mask_downsampler_total_stride) / math.log(config.mask_downsampler_stride))
     down_o, down_h = "memory_encoder.mask_downsampler.encoder.", "memory_encoder.mask_downsampler."
@@ -99,7 +100,7 @@ def _memory_encoder_rules(config: Sam2VideoConfig) -> list[tuple[str, str]]:
         *downsampler,
         (f"{down_o}{3 * layers}.", f"{down_h}final_conv."),
         ("memory_encoder.pix_feat_proj.", "memory_encoder.feature_projection."),
-        (fuser_o + "gamma", fuser_h + "scale"),
+        (fuser_o + layer_scale, fuser_h + "scale"),
         (fuser_o + "dwconv.", fuser_h + "depthwise_conv."),
         (fuser_o + "pwconv1.", fuser_h + "pointwise_conv1."),
         (fuser_o + "pwconv2.", fuser_h + "pointwise_conv2."),
@@ -121,8 +122,13 @@ def _prompt_encoder_rules() -> list[tuple[str, str]]:
     ]
 
 
-def sam2_renamer(config: Sam2VideoConfig) -> Renamer:
-    """The one-to-one part of the mapping (everything but the point and Gaussian embeddings)."""
+def sam2_renamer(config: Sam2VideoConfig, layer_scale: str = META_LAYER_SCALE) -> Renamer:
+    """The one-to-one part of the mapping (everything but the point and Gaussian embeddings).
+
+    Args:
+        layer_scale (`str`): the original name of the memory fuser's layer scale: Meta's `gamma`,
+            or SeC's `g_weight` (SeC renames it, as old transformers loaders rename `gamma`).
+    """
     return Renamer(
         [
             ("maskmem_tpos_enc", "memory_temporal_positional_encoding"),
@@ -137,7 +143,7 @@ def sam2_renamer(config: Sam2VideoConfig) -> Renamer:
             *_prompt_encoder_rules(),
             *_mask_decoder_rules(),
             *memory_attention_rules("memory_attention.", "memory_attention."),
-            *_memory_encoder_rules(config),
+            *_memory_encoder_rules(config, layer_scale),
         ]
     )
 
@@ -155,12 +161,14 @@ def _one_gaussian(tensors: list[torch.Tensor]) -> torch.Tensor:
     return image_wide
 
 
-def plan_from_original(keys: list[str], config: Sam2VideoConfig, prefix: str = "") -> list[Step]:
+def plan_from_original(
+    keys: list[str], config: Sam2VideoConfig, prefix: str = "", layer_scale: str = META_LAYER_SCALE
+) -> list[Step]:
     """Steps from Meta's layout (keys under `prefix`) to `Sam2VideoModel` names.
 
     Keys no rule covers get no step, so `check_plan` reports them.
     """
-    renamer = sam2_renamer(config)
+    renamer = sam2_renamer(config, layer_scale)
     points = tuple(prefix + _POINT_ORIGINAL.format(i) for i in range(NUM_POINT_EMBEDDINGS))
     steps = [Step(_POINT_OURS, points, lambda ts: torch.cat(ts, dim=0))]
     steps += [Step(target, (prefix + _GAUSSIAN_ORIGINAL,)) for target in _GAUSSIAN_OURS]
@@ -173,9 +181,11 @@ def plan_from_original(keys: list[str], config: Sam2VideoConfig, prefix: str = "
     return steps
 
 
-def plan_to_original(keys: list[str], config: Sam2VideoConfig, prefix: str = "") -> list[Step]:
+def plan_to_original(
+    keys: list[str], config: Sam2VideoConfig, prefix: str = "", layer_scale: str = META_LAYER_SCALE
+) -> list[Step]:
     """Steps from `Sam2VideoModel` names back to Meta's layout, each target under `prefix`."""
-    renamer = sam2_renamer(config)
+    renamer = sam2_renamer(config, layer_scale)
     steps = [
         Step(prefix + _POINT_ORIGINAL.format(i), (_POINT_OURS,), lambda ts, i=i: ts[0][i : i + 1])
         for i in range(NUM_POINT_EMBEDDINGS)

@@ -46,6 +46,7 @@ GROUNDING = "grounding_encoder."
 TOKEN_ATTN_RENAMER = Renamer(sam2.memory_attention_rules(GROUNDING + "token_attn.", "token_attn."))
 TEXT_FCS = "text_hidden_fcs."
 SEC_MASKMEM = 22  # the release's memory bank when its config does not say
+SEC_LAYER_SCALE = "g_weight"  # SeC's name for the memory fuser's `gamma` (its convert_to_hf.py)
 
 
 def plan_parts_from_original(keys: list[str]) -> list[Step]:
@@ -72,6 +73,16 @@ def _split_keys(keys: list[str]) -> tuple[list[str], list[str], list[str]]:
     grounding = [k for k in keys if k.startswith(GROUNDING) and not k.startswith(GROUNDING + "token_attn.")]
     lvlm = [k for k in keys if not k.startswith((GROUNDING, TEXT_FCS))]
     return lvlm, grounding, parts
+
+
+def plan_from_release(keys: list[str], sam2_config: Sam2VideoConfig) -> tuple[list[Step], ...]:
+    """Steps from the release's keys to (`lvlm/`, `sam2/`, SeC parts) of a model directory."""
+    lvlm_keys, grounding_keys, part_keys = _split_keys(keys)
+    return (
+        internvl.plan_from_original(lvlm_keys),
+        sam2.plan_from_original(grounding_keys, sam2_config, GROUNDING, SEC_LAYER_SCALE),
+        plan_parts_from_original(part_keys),
+    )
 
 
 def parts_shapes(lvlm_config: InternVLConfig, sam2_config: Sam2VideoConfig) -> dict[str, torch.Size]:
@@ -115,10 +126,7 @@ def import_sec(src: str | Path, out: str | Path, sam2_config: Sam2VideoConfig | 
     lvlm_config = internvl.config_from_original(raw, tokenizer.convert_tokens_to_ids(IMG_CONTEXT))
     sam2_config = sam2_config if sam2_config is not None else sam2.detect_sam2_config(source, GROUNDING)
     sam2_config.num_maskmem = raw.get("grounding_maskmem_num", SEC_MASKMEM)
-    lvlm_keys, grounding_keys, part_keys = _split_keys(source.keys())
-    lvlm_steps = internvl.plan_from_original(lvlm_keys)
-    sam2_steps = sam2.plan_from_original(grounding_keys, sam2_config, GROUNDING)
-    part_steps = plan_parts_from_original(part_keys)
+    lvlm_steps, sam2_steps, part_steps = plan_from_release(source.keys(), sam2_config)
     problems = (
         plan_problems(lvlm_steps + sam2_steps + part_steps, source.keys())
         + plan_problems(lvlm_steps, expected=internvl.lvlm_shapes(lvlm_config))
@@ -148,7 +156,7 @@ def _release_config(
         "tie_word_embeddings": False,
     }
     if reference is None:
-        return {**_RELEASE_DEFAULTS, **ours}
+        return {**ours, **_RELEASE_DEFAULTS}
     shape_keys = (
         "vision_config",
         "llm_config",
@@ -159,17 +167,19 @@ def _release_config(
     return json.loads((reference / "config.json").read_text()) | {k: ours[k] for k in shape_keys}
 
 
+# what SeC's convert_to_hf.py writes besides the InternVL entries
 _RELEASE_DEFAULTS = {
     "architectures": ["SeCModel"],
     "model_type": "sec",
-    "grounding_encoder_config": "sam2.1/sam2.1_hiera_l.yaml",
+    "auto_map": {
+        "AutoConfig": "configuration_sec.SeCConfig",
+        "AutoModel": "modeling_sec.SeCModel",
+        "AutoModelForCausalLM": "modeling_sec.SeCModel",
+    },
+    "template": "qwen_chat",
+    "grounding_encoder_config": "sec_sam2.1_hiera_l.yaml",
     "use_backbone_lora": 0,
     "use_llm_lora": 0,
-    "dynamic_image_size": False,
-    "use_thumbnail": False,
-    "pad2square": False,
-    "min_dynamic_patch": 1,
-    "max_dynamic_patch": 6,
 }
 
 
@@ -185,7 +195,7 @@ def _export_model_dir(model_dir: Path, out: Path, reference: Path | None, dtype:
     parts_src = TensorSource.from_safetensors(model_dir / PARTS_FILE)
     plans = [
         (lvlm_src, lvlm_steps),
-        (sam2_src, sam2.plan_to_original(sam2_src.keys(), sam2_config, GROUNDING)),
+        (sam2_src, sam2.plan_to_original(sam2_src.keys(), sam2_config, GROUNDING, SEC_LAYER_SCALE)),
         (parts_src, plan_parts_to_original(parts_src.keys())),
     ]
     problems = ""
