@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import InternVLForConditionalGeneration
 
+from sec_train.convert.cli import main
 from sec_train.convert.internvl import (
     config_to_original,
     import_internvl,
@@ -118,7 +119,10 @@ def test_toy_round_trip_through_the_original_layout(toy, tmp_path):
     model, tokenizer = toy
     original = write_original(model, tokenizer, tmp_path / "original")
     assert original["vision_model.encoder.layers.0.attn.qkv.weight"].shape == (96, 32)
-    import_internvl(tmp_path / "original", tmp_path / "ours")
+    assert (
+        main(["import", "internvl", "--dir", str(tmp_path / "original"), "--out", str(tmp_path / "ours")])
+        == 0
+    )
     back = InternVLForConditionalGeneration.from_pretrained(str(tmp_path / "ours")).eval()
     expected = model.state_dict()
     assert back.state_dict().keys() == expected.keys()

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Sam2VideoModel
 
+from sec_train.convert.cli import main
 from sec_train.convert.sam2 import import_sam2, plan_to_original
 from sec_train.model.sam2 import toy_sam2_config
 
@@ -57,7 +58,9 @@ def test_import_interpolates_the_memory_bank_as_sec_does(ours, tmp_path):
     encoding = torch.cat([ramp, torch.randn(7, 32, generator=torch.Generator().manual_seed(0))], 1)
     original["maskmem_tpos_enc"] = encoding.view(7, 1, 1, 64)
     torch.save({"model": original}, tmp_path / "meta.pt")
-    import_sam2(tmp_path / "meta.pt", tmp_path / "out", config=ours.config, num_maskmem=22)
+    ours.config.to_json_file(str(tmp_path / "config.json"))
+    argv = ["import", "sam2", "--ckpt", str(tmp_path / "meta.pt"), "--out", str(tmp_path / "out")]
+    assert main([*argv, "--config", str(tmp_path / "config.json"), "--num-maskmem", "22"]) == 0
     model = Sam2VideoModel.from_pretrained(str(tmp_path / "out"))
     resized = model.memory_temporal_positional_encoding.data
     assert model.config.num_maskmem == 22 and resized.shape == (22, 1, 1, 64)
