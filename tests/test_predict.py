@@ -195,3 +195,16 @@ def test_checkpoint_resolves_a_run_to_its_latest_checkpoint(tmp_path):
     assert resolve_checkpoint(str(step)) == str(step)
     with pytest.raises(FileNotFoundError, match="neither a SeC model"):
         resolve_checkpoint(str(tmp_path))
+
+
+def test_a_stage1_model_is_evaluated_as_plain_sam2(tmp_path, capsys):
+    torch.manual_seed(0)
+    save_model_dir(build_sec_model(ModelConfig(mode="stage1")), tmp_path / "stage1")
+    _write_davis(tmp_path / "data", "a", num_frames=6)
+    assert (
+        evaluate.main(["--checkpoint", str(tmp_path / "stage1"), "--data", str(tmp_path / "data"), "--json"])
+        == 0
+    )
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["mean"]["lvlm_calls"] == 0
+    assert "stage-1 model: running SAM 2 only" in captured.err

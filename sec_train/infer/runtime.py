@@ -15,7 +15,7 @@ from sec_train.infer.propagate import PropagationConfig
 from sec_train.infer.scene import DEFAULT_THRESHOLD
 from sec_train.model.config import ModelConfig
 from sec_train.model.sec import SeCModel, build_sec_model
-from sec_train.model.weights import CONFIG_FILE
+from sec_train.model.weights import CONFIG_FILE, load_model_config
 from sec_train.train.checkpoint import find_checkpoint
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -83,8 +83,10 @@ def resolve_checkpoint(path: str) -> str:
 
 def load_model(checkpoint: str, device: torch.device) -> SeCModel:
     """A model directory, trainable checkpoint or training run (its latest checkpoint), in eval
-    mode on `device`."""
-    return build_sec_model(ModelConfig(init=resolve_checkpoint(checkpoint))).to(device).eval()
+    mode on `device`, with the mode it was saved with (a stage-1 model stays one)."""
+    path = resolve_checkpoint(checkpoint)
+    cfg = ModelConfig(init=path, mode=load_model_config(path).mode)
+    return build_sec_model(cfg).to(device).eval()
 
 
 @contextlib.contextmanager
