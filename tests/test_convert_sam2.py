@@ -6,8 +6,9 @@ import torch.nn.functional as F
 from transformers import Sam2VideoModel
 
 from sec_train.convert.cli import main
-from sec_train.convert.sam2 import import_sam2, plan_to_original
-from sec_train.model.sam2 import toy_sam2_config
+from sec_train.convert.sam2 import detect_sam2_config, import_sam2, plan_to_original, sam2_shapes
+from sec_train.convert.streaming import TensorSource
+from sec_train.model.sam2 import real_sam2_config, toy_sam2_config
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +94,16 @@ def test_a_checkpoint_that_is_not_hiera_l_needs_a_config(ours, tmp_path):
     torch.save({"model": to_original(ours)}, tmp_path / "meta.pt")
     with pytest.raises(ValueError, match="--config"):
         import_sam2(tmp_path / "meta.pt", tmp_path / "out")
+
+
+def test_hiera_l_and_its_memory_bank_are_detected():
+    """A SAM 2.1-L checkpoint after SeC's stage 1 (22 slots), as meta tensors: shapes only."""
+    shapes = sam2_shapes(real_sam2_config(num_maskmem=22))
+    meta = {key: torch.empty(shape, device="meta") for key, shape in shapes.items()}
+    original = {}
+    for step in plan_to_original(list(shapes), real_sam2_config()):
+        inputs = [meta[key] for key in step.sources]
+        original[step.target] = step.combine(inputs) if step.combine is not None else inputs[0]
+    config = detect_sam2_config(TensorSource.from_tensors("stage1.pt", original))
+    assert config.num_maskmem == 22
+    assert config.vision_config.backbone_config.blocks_per_stage == [2, 6, 36, 4]

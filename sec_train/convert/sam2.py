@@ -209,6 +209,8 @@ def sam2_shapes(config: Sam2VideoConfig) -> dict[str, torch.Size]:
 def detect_sam2_config(source: TensorSource, prefix: str = "") -> Sam2VideoConfig:
     """SAM 2.1 Hiera-L's config when the checkpoint has its shapes; anything else needs a config.
 
+    The memory bank size is the checkpoint's (22 after SeC's stage 1).
+
     Raises:
         `ValueError` naming the found image-encoder width and depth.
     """
@@ -219,6 +221,8 @@ def detect_sam2_config(source: TensorSource, prefix: str = "") -> Sam2VideoConfi
     trunk = prefix + "image_encoder.trunk.blocks."
     blocks = {key.removeprefix(trunk).split(".")[0] for key in source if key.startswith(trunk)}
     large = real_sam2_config()
+    if (slots := prefix + "maskmem_tpos_enc") in source:
+        large.num_maskmem = source.get(slots).shape[0]
     if width == large.vision_config.backbone_config.hidden_size and len(blocks) == sum(
         large.vision_config.backbone_config.blocks_per_stage
     ):

@@ -124,8 +124,10 @@ def import_sec(src: str | Path, out: str | Path, sam2_config: Sam2VideoConfig | 
     """
     raw, source, tokenizer = internvl.read_original(src)
     lvlm_config = internvl.config_from_original(raw, tokenizer.convert_tokens_to_ids(IMG_CONTEXT))
-    sam2_config = sam2_config if sam2_config is not None else sam2.detect_sam2_config(source, GROUNDING)
-    sam2_config.num_maskmem = raw.get("grounding_maskmem_num", SEC_MASKMEM)
+    if sam2_config is None:
+        sam2_config = sam2.detect_sam2_config(source, GROUNDING)
+    else:
+        sam2_config.num_maskmem = raw.get("grounding_maskmem_num", SEC_MASKMEM)
     lvlm_steps, sam2_steps, part_steps = plan_from_release(source.keys(), sam2_config)
     problems = (
         plan_problems(lvlm_steps + sam2_steps + part_steps, source.keys())

@@ -88,7 +88,12 @@ class TensorSource:
             if entry not in loaded:
                 raise KeyError(f"{path}: the checkpoint has no {entry!r} entry (has {sorted(loaded)[:10]})")
             loaded = loaded[entry]
-        return cls(str(path), [_DictHandle(loaded)])
+        return cls.from_tensors(str(path), loaded)
+
+    @classmethod
+    def from_tensors(cls, name: str, tensors: dict[str, torch.Tensor]) -> TensorSource:
+        """Wraps an in-memory state dict (meta tensors too: shape-only planning)."""
+        return cls(name, [_DictHandle(tensors)])
 
     def keys(self) -> list[str]:
         return list(self._where)
