@@ -153,3 +153,15 @@ def test_a_tied_llm_gets_the_untied_lm_head_of_the_original_layout():
     steps = {step.target: step.sources for step in plan_to_original(tied)}
     assert steps["language_model.lm_head.weight"] == ("language_model.model.embed_tokens.weight",)
     assert plan_problems(plan_to_original(tied), tied, original_internvl_4b_shapes()) == ""
+
+
+def test_a_config_without_vision_fields_is_named(toy, tmp_path):
+    model, tokenizer = toy
+    write_original(model, tokenizer, tmp_path / "original")
+    config = json.loads((tmp_path / "original" / "config.json").read_text())
+    del config["vision_config"]["hidden_size"]
+    (tmp_path / "original" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        ValueError, match="config.json: not an InternVL chat-model config, it lacks 'hidden_size'"
+    ):
+        import_internvl(tmp_path / "original", tmp_path / "ours")

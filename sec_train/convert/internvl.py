@@ -187,16 +187,20 @@ def config_to_original(config: InternVLConfig) -> dict:
     }
 
 
-def read_original(src: str | Path) -> tuple[dict, TensorSource, PreTrainedTokenizerBase]:
-    """An original-layout directory's config.json, its tensors and its tokenizer (with `[SEG]`)."""
+def read_original(src: str | Path) -> tuple[dict, InternVLConfig, TensorSource, PreTrainedTokenizerBase]:
+    """An original-layout directory: its config.json (raw and as `InternVLConfig`), its tensors
+    and its tokenizer (with `[SEG]`)."""
     src = Path(src)
-    if not (src / "config.json").is_file():
+    path = src / "config.json"
+    if not path.is_file():
         raise FileNotFoundError(f"{src}: no config.json; expected an InternVL 2.5 / SeC model directory")
-    raw = json.loads((src / "config.json").read_text())
-    for needed in ("vision_config", "llm_config"):
-        if needed not in raw:
-            raise ValueError(f"{src / 'config.json'}: no {needed!r}; not an InternVL chat-model config")
-    return raw, TensorSource.from_safetensors(src), load_tokenizer(src)
+    raw = json.loads(path.read_text())
+    tokenizer = load_tokenizer(src)
+    try:
+        config = config_from_original(raw, tokenizer.convert_tokens_to_ids(IMG_CONTEXT))
+    except KeyError as err:
+        raise ValueError(f"{path}: not an InternVL chat-model config, it lacks {err}") from err
+    return raw, config, TensorSource.from_safetensors(src), tokenizer
 
 
 def write_lvlm(
@@ -224,8 +228,7 @@ def import_internvl(src: str | Path, out: str | Path) -> None:
     Raises:
         `ValueError` listing missing and unexpected keys, or a shape mismatch.
     """
-    raw, source, tokenizer = read_original(src)
-    config = config_from_original(raw, tokenizer.convert_tokens_to_ids(IMG_CONTEXT))
+    _, config, source, tokenizer = read_original(src)
     steps = plan_from_original(source.keys())
     check_plan(steps, source, lvlm_shapes(config))
     write_lvlm(source, steps, config, tokenizer, fresh_output(out))

@@ -1,10 +1,10 @@
 """SAM 2 between Meta's original layout (`sam2.1_hiera_large.pt`, SeC's `grounding_encoder.*`)
 and transformers' `Sam2VideoModel`, ours.
 
-Both layouts hold the same tensors in the same shapes, with three exceptions handled by
-explicit steps: Meta's four 1-row `point_embeddings.i` are one `point_embed` [4, C] here, and
-Meta's prompt-encoder Gaussian matrix is also transformers' `shared_image_embedding` (two keys
-here, one there; export keeps the image-wide one and warns if they differ).
+Both layouts hold the same tensors in the same shapes, with two exceptions handled by explicit
+steps: Meta's four 1-row `point_embeddings.i` are one `point_embed` [4, C] here, and Meta's
+prompt-encoder Gaussian matrix is also transformers' `shared_image_embedding` (two keys here, one
+there; export keeps the image-wide one and warns if they differ).
 """
 
 from __future__ import annotations

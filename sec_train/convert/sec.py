@@ -32,7 +32,7 @@ from sec_train.convert.streaming import (
 from sec_train.model.config import ModelConfig
 from sec_train.model.sec import build_sec_model
 from sec_train.model.token_attn import CONCEPT_DIM
-from sec_train.model.tokenizer import IMG_CONTEXT, load_tokenizer
+from sec_train.model.tokenizer import load_tokenizer
 from sec_train.model.weights import (
     CONFIG_FILE,
     PARTS_FILE,
@@ -122,8 +122,7 @@ def import_sec(src: str | Path, out: str | Path, sam2_config: Sam2VideoConfig | 
     Raises:
         `ValueError` listing missing and unexpected keys (every source key must be used).
     """
-    raw, source, tokenizer = internvl.read_original(src)
-    lvlm_config = internvl.config_from_original(raw, tokenizer.convert_tokens_to_ids(IMG_CONTEXT))
+    raw, lvlm_config, source, tokenizer = internvl.read_original(src)
     if sam2_config is None:
         sam2_config = sam2.detect_sam2_config(source, GROUNDING)
     else:
