@@ -6,7 +6,7 @@ import torch
 
 from data_tools.format import make_sample, mask_to_rle
 from data_tools.synth import encode_jpeg, render_video
-from sec_train.data.augment import augment_clip, warp_clip
+from sec_train.data.augment import ClipAugment, warp, warp_grid
 from sec_train.data.collate import Stage2Collator
 from sec_train.data.config import AugmentConfig, Stage1Config, Stage2Config
 from sec_train.data.draw import GREEN, draw_contour
@@ -99,27 +99,39 @@ def test_collator_pads_to_a_multiple_of_8_and_packs_frames(sample, tokenizer):
 def test_warp_matches_numpy_flip_and_rotation():
     images = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
     masks = torch.rand(2, 1, 16, 16) > 0.5
-    flipped, flipped_masks = warp_clip(images, masks, 16, flip=True, angle=0.0, shear=0.0)
+    flipped, flipped_masks = warp(images, masks, warp_grid(True, 0.0, 0.0, 16, 16, 16))
     np.testing.assert_allclose(flipped.numpy(), images.flip(-1).float().numpy(), atol=1e-3)
     assert torch.equal(flipped_masks, masks.flip(-1))
-    rotated, rotated_masks = warp_clip(images, masks, 16, flip=False, angle=90.0, shear=0.0)
+    rotated, rotated_masks = warp(images, masks, warp_grid(False, 90.0, 0.0, 16, 16, 16))
     expected = np.rot90(images.numpy(), k=1, axes=(2, 3)).astype(np.float32)  # counter-clockwise on screen
     np.testing.assert_allclose(rotated.numpy(), expected, atol=1e-3)
     assert torch.equal(rotated_masks, torch.from_numpy(np.rot90(masks.numpy(), 1, (2, 3)).copy()))
 
 
 def test_clip_augmentation_is_consistent_across_frames():
-    frame = torch.randint(0, 256, (1, 3, 20, 30), dtype=torch.uint8)
-    mask = torch.zeros(1, 1, 20, 30, dtype=torch.bool)
-    mask[..., 5:12, 8:20] = True
+    frame = torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8)
+    mask = torch.zeros(1, 20, 30, dtype=torch.bool)
+    mask[:, 5:12, 8:20] = True
     no_frame_jitter = AugmentConfig(frame_brightness=0, frame_contrast=0, frame_saturation=0)
-    images, masks = augment_clip(frame.expand(4, -1, -1, -1), mask.expand(4, -1, -1, -1), 24,
-                                 no_frame_jitter, np.random.default_rng(0))  # fmt: skip
-    assert images.shape == (4, 3, 24, 24) and masks.shape == (4, 1, 24, 24)
-    assert all(torch.equal(images[0], images[t]) and torch.equal(masks[0], masks[t]) for t in range(4))
-    jittered, _ = augment_clip(frame.expand(4, -1, -1, -1), mask.expand(4, -1, -1, -1), 24, AugmentConfig(),
-                               np.random.default_rng(0))  # fmt: skip
-    assert not torch.equal(jittered[0], jittered[1])
+    augment = ClipAugment.draw(no_frame_jitter, np.random.default_rng(0), 4, 20, 30, 24)
+    outputs = [augment.apply(t, frame, mask) for t in range(4)]
+    assert outputs[0][0].shape == (3, 24, 24) and outputs[0][1].shape == (1, 24, 24)
+    assert all(torch.equal(outputs[0][0], o[0]) and torch.equal(outputs[0][1], o[1]) for o in outputs)
+    jittered = ClipAugment.draw(AugmentConfig(), np.random.default_rng(0), 4, 20, 30, 24)
+    assert not torch.equal(jittered.apply(0, frame, mask)[0], jittered.apply(1, frame, mask)[0])
+    assert torch.equal(jittered.apply(0, frame, mask)[1], jittered.apply(1, frame, mask)[1])
+
+
+def test_half_scale_frames_warp_like_full_frames():
+    y, x = torch.meshgrid(torch.arange(40.0), torch.arange(60.0), indexing="ij")
+    full = torch.stack([2 * x + 2 * y + 20 * c for c in range(3)])[None].to(torch.uint8)  # smooth ramps
+    half = full.float().view(1, 3, 20, 2, 30, 2).mean((3, 5)).round().to(torch.uint8)  # as libjpeg's 1/2
+    masks = torch.zeros(1, 1, 40, 60, dtype=torch.bool)
+    grid = warp_grid(False, 20.0, 10.0, 40, 60, 16)
+    from_full, from_half = warp(full, masks, grid)[0], warp(half, masks, grid)[0]
+    inside = from_full > 0
+    assert (from_full - from_half)[inside].abs().mean() < 3  # one grid, same geometry at both scales
+    assert (from_full - warp(full.flip(-1), masks, grid)[0])[inside].abs().mean() > 30
 
 
 def test_stage1_clip_starts_on_a_visible_object(sample):

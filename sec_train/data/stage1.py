@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from sec_train.data.augment import augment_clip
+from sec_train.data.augment import ClipAugment
 from sec_train.data.config import Stage1Config
-from sec_train.data.images import decode_jpeg, object_mask
+from sec_train.data.images import object_mask, sample_frame, to_chw
 from sec_train.types import Stage1Example, VideoSample
 
 
@@ -35,11 +35,14 @@ class Stage1Sampler:
 
     def __call__(self, sample: VideoSample, obj: int | None, rng: np.random.Generator) -> Stage1Example:
         positions, objects = self.pick(sample.header, rng)
-        expect = (sample.header["width"], sample.header["height"])
-        frames = [np.asarray(decode_jpeg(sample.frames[p], self.size, expect)) for p in positions]
-        images = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
-        masks = np.stack([np.stack([object_mask(sample, p, o) for o in objects]) for p in positions])
-        images, masks = augment_clip(images, torch.from_numpy(masks), self.size, self.cfg.augment, rng)
+        h, w = sample.header["height"], sample.header["width"]
+        augment = ClipAugment.draw(self.cfg.augment, rng, len(positions), h, w, self.size)
+        images = torch.empty(len(positions), 3, self.size, self.size, dtype=torch.uint8)
+        masks = torch.empty(len(positions), len(objects), self.size, self.size, dtype=torch.bool)
+        for i, p in enumerate(positions):  # one frame at a time: a clip of full frames is large
+            image = to_chw(np.array(sample_frame(sample, p, self.size)))
+            frame_masks = torch.from_numpy(np.stack([object_mask(sample, p, o) for o in objects]))
+            images[i], masks[i] = augment.apply(i, image, frame_masks)
         return Stage1Example(key=sample.key, images=images, masks=masks)
 
     def pick(self, header: dict[str, Any], rng: np.random.Generator) -> tuple[list[int], list[int]]:

@@ -92,11 +92,9 @@ class Stage2Sampler:
         if mode not in ("concept_only", "fused"):
             raise ValueError(f"stage-2 sampler mode must be concept_only or fused, not {mode!r}")
         self.cfg, self.mode, self.tokenizer = cfg, mode, tokenizer
-        self.lvlm_size, self.sam_size, self.num_image_tokens = (
-            lvlm_image_size,
-            sam_image_size,
-            num_image_tokens,
-        )
+        self.lvlm_size = lvlm_image_size
+        self.sam_size = sam_image_size
+        self.num_image_tokens = num_image_tokens
         self.obj_list = read_obj_list(cfg.obj_list) if cfg.obj_list else None
 
     def units(self, header: dict[str, Any]) -> list[int | None]:
