@@ -50,11 +50,6 @@ def test_bad_key_in_file_names_file(tmp_path):
         load_config(str(recipe))
 
 
-def test_resume_and_init_from_exclusive():
-    with pytest.raises(ConfigError, match="either resume"):
-        load_config(None, ["resume=auto", "init_from=x"])
-
-
 @pytest.mark.parametrize("recipe", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_recipes_load_and_round_trip(recipe, tmp_path):
     cfg = load_config(str(recipe))

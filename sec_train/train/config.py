@@ -60,9 +60,11 @@ class TrainConfig:
     Steps are optimizer steps; one step sees `batch_size` x `grad_accum` x processes samples.
     `resume` is None, "auto" (newest complete checkpoint under `out_dir`, or a fresh start if
     there is none) or a checkpoint path; it restores weights, optimizer, scheduler, RNG and data
-    position. `init_from` loads weights only (a trainable checkpoint directory) and starts at
-    step 0. `precision` "auto" is bf16 on CUDA and fp32 on CPU. `deepspeed` names a DeepSpeed JSON
-    whose "auto" values are filled from this recipe (None: plain accelerate).
+    position. `init_from` loads weights (a trainable checkpoint directory) into the model as it
+    is built: alone it starts at step 0 with a fresh optimizer; with a resume, the checkpoint then
+    restores everything that trains (weights frozen in this run keep their `init_from` values).
+    `precision` "auto" is bf16 on CUDA and fp32 on CPU. `deepspeed` names a DeepSpeed JSON whose
+    "auto" values are filled from this recipe (None: plain accelerate).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -211,8 +213,6 @@ def _check_values(cfg: TrainConfig) -> None:
             raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     if len(cfg.optim.betas) != 2:
         raise ConfigError(f"optim.betas must hold two values, got {cfg.optim.betas}")
-    if cfg.resume is not None and cfg.init_from is not None:
-        raise ConfigError("set either resume (full state) or init_from (weights only), not both")
 
 
 def to_yaml(cfg: TrainConfig) -> str:
