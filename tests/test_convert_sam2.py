@@ -9,6 +9,7 @@ from sec_train.convert.cli import main
 from sec_train.convert.sam2 import detect_sam2_config, import_sam2, plan_to_original, sam2_shapes
 from sec_train.convert.streaming import TensorSource
 from sec_train.model.sam2 import real_sam2_config, toy_sam2_config
+from tests.convert_layouts import apply_plan
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +26,7 @@ def ours():
 def to_original(model: Sam2VideoModel) -> dict[str, torch.Tensor]:
     """Our model's tensors under Meta's names, through the export mapping."""
     state = model.state_dict()
-    out = {}
-    for step in plan_to_original(list(state), model.config):
-        tensors = [state[key] for key in step.sources]
-        out[step.target] = step.combine(tensors) if step.combine is not None else tensors[0]
-    return out
+    return apply_plan(plan_to_original(list(state), model.config), state)
 
 
 def test_export_then_import_is_the_identity(ours, tmp_path):
@@ -100,10 +97,7 @@ def test_hiera_l_and_its_memory_bank_are_detected():
     """A SAM 2.1-L checkpoint after SeC's stage 1 (22 slots), as meta tensors: shapes only."""
     shapes = sam2_shapes(real_sam2_config(num_maskmem=22))
     meta = {key: torch.empty(shape, device="meta") for key, shape in shapes.items()}
-    original = {}
-    for step in plan_to_original(list(shapes), real_sam2_config()):
-        inputs = [meta[key] for key in step.sources]
-        original[step.target] = step.combine(inputs) if step.combine is not None else inputs[0]
+    original = apply_plan(plan_to_original(list(shapes), real_sam2_config()), meta)
     config = detect_sam2_config(TensorSource.from_tensors("stage1.pt", original))
     assert config.num_maskmem == 22
     assert config.vision_config.backbone_config.blocks_per_stage == [2, 6, 36, 4]

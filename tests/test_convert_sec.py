@@ -22,7 +22,7 @@ from sec_train.model.sam2 import real_sam2_config, toy_sam2_config
 from sec_train.model.sec import build_sec_model
 from sec_train.model.trainable import apply_trainable
 from sec_train.model.weights import save_model_dir, save_trainable
-from tests.test_convert_internvl import original_internvl_4b_shapes, run_on_meta
+from tests.convert_layouts import original_internvl_4b_shapes, run_on_meta
 
 
 def one_gaussian(model) -> None:

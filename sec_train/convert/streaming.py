@@ -246,6 +246,10 @@ class Step:
     sources: tuple[str, ...]
     combine: Callable[[list[torch.Tensor]], torch.Tensor] | None = None
 
+    def apply(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        """The output tensor from the source tensors (in `sources` order)."""
+        return self.combine(tensors) if self.combine is not None else tensors[0]
+
 
 def _listing(label: str, keys: Iterable[str]) -> str:
     keys = sorted(keys)
@@ -306,8 +310,7 @@ def run_plan(
     """
     ordered = sorted(steps, key=lambda step: min(source.position(key) for key in step.sources))
     for step in tqdm(ordered, desc=desc, unit="tensor"):
-        tensors = [source.get(key) for key in step.sources]
-        tensor = step.combine(tensors) if step.combine is not None else tensors[0]
+        tensor = step.apply([source.get(key) for key in step.sources])
         if shapes is not None and tensor.shape != shapes[step.target]:
             raise ValueError(
                 f"{source.name}: {step.target} (from {', '.join(step.sources)}) has shape "
