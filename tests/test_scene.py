@@ -67,6 +67,17 @@ def test_histogram_and_distance_match_opencv():
     assert bhattacharyya_distance(*ours) == pytest.approx(expected, abs=1e-5)
 
 
+def test_histogram_table_matches_direct_hsv_binning():
+    # size = the image's own side, so the (identity) resize leaves every colour as it is
+    colours = _all_colours().reshape(-1, 3)[:4900].reshape(70, 70, 3)
+    hsv = rgb_to_hsv(np.ascontiguousarray(colours[..., ::-1])).astype(int)
+    h_bins = np.floor(hsv[..., 0] / 3).astype(int)  # 60 bins over [0, 180)
+    s_bins = np.floor(hsv[..., 1] * 80 / 256).astype(int)  # 80 bins over [0, 256)
+    expected = np.zeros((60, 80))
+    np.add.at(expected, (h_bins.ravel(), s_bins.ravel()), 1)
+    np.testing.assert_array_equal(hs_histogram(colours, size=70), expected)
+
+
 def test_distance_bounds():
     hist = hs_histogram(_scene(0), size=64)
     assert bhattacharyya_distance(hist, hist) == pytest.approx(0.0, abs=1e-7)

@@ -9,6 +9,8 @@ with OpenCV's `cvtColor`, `calcHist` and `compareHist` on the same resized image
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -62,17 +64,31 @@ def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
     return resized[0].permute(1, 2, 0).numpy()
 
 
+@functools.cache
+def _colour_bins() -> np.ndarray:
+    """The H-S bin of every 24-bit colour, indexed by `(r << 16) | (g << 8) | b` (-1: no bin).
+
+    Built once (32 MB) from `rgb_to_hsv` itself, a block of 65,536 colours at a time, so a
+    frame's histogram is one table look-up per pixel instead of the whole HSV arithmetic.
+    """
+    table = np.empty(1 << 24, dtype=np.int16)
+    g, b = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8), indexing="ij")
+    for r in range(256):
+        hsv = rgb_to_hsv(np.stack([np.full_like(g, r), g, b], axis=-1))
+        h_bin, s_bin = _HUE_BIN[hsv[..., 0]], _SAT_BIN[hsv[..., 1]]
+        table[r << 16 : (r + 1) << 16] = np.where(h_bin >= 0, h_bin * SATURATION_BINS + s_bin, -1).ravel()
+    return table
+
+
 def hs_histogram(image: np.ndarray, size: int = SCENE_IMAGE_SIZE) -> np.ndarray:
     """The 60 x 80 hue-saturation histogram of a uint8 RGB frame resized to `size` x `size`.
 
     The release passes RGB frames to OpenCV's BGR->HSV conversion; the channels are reversed
     here so the histograms, and so the meaning of the 0.35 threshold, are the same as there.
     """
-    hsv = rgb_to_hsv(resize_bilinear(image, size)[..., ::-1])
-    h_bin = _HUE_BIN[hsv[..., 0]]
-    s_bin = _SAT_BIN[hsv[..., 1]]
-    valid = h_bin >= 0
-    counts = np.bincount((h_bin * SATURATION_BINS + s_bin)[valid], minlength=HUE_BINS * SATURATION_BINS)
+    bgr = resize_bilinear(image, size)[..., ::-1].astype(np.int32)
+    bins = _colour_bins()[(bgr[..., 0] << 16) | (bgr[..., 1] << 8) | bgr[..., 2]]
+    counts = np.bincount(bins[bins >= 0], minlength=HUE_BINS * SATURATION_BINS)
     return counts.reshape(HUE_BINS, SATURATION_BINS).astype(np.float64)
 
 
