@@ -155,3 +155,18 @@ def test_export_casts_to_the_release_dtype(toy_model, tmp_path):
         names = f.keys()
         assert {f.get_slice(k).get_dtype() for k in names} == {"BF16"}
     assert json.loads((tmp_path / "release" / "config.json").read_text())["torch_dtype"] == "bfloat16"
+
+
+def test_reference_release_keeps_its_entries_and_code(toy_model, tmp_path):
+    reference = tmp_path / "SeC-4B"
+    reference.mkdir()
+    (reference / "modeling_sec.py").write_text("# the release's remote code\n")
+    release_config = {"template": "from_release", "vision_config": {"hidden_size": 1024}, "custom": 1}
+    (reference / "config.json").write_text(json.dumps(release_config))
+    save_model_dir(toy_model, tmp_path / "ours")
+    argv = ["export", "sec", "--checkpoint", str(tmp_path / "ours"), "--out", str(tmp_path / "release")]
+    assert main([*argv, "--reference", str(reference)]) == 0
+    config = json.loads((tmp_path / "release" / "config.json").read_text())
+    assert config["template"] == "from_release" and config["custom"] == 1
+    assert config["vision_config"]["hidden_size"] == 32  # shapes are the exported model's
+    assert (tmp_path / "release" / "modeling_sec.py").read_text() == "# the release's remote code\n"
