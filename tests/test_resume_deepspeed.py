@@ -100,6 +100,7 @@ def test_kill_and_resume_match_an_uninterrupted_run(zero, recipe, shards, tmp_pa
         a = load_file(expected_dir / weights)
         b = load_file(checkpoints / final / weights)
         assert a.keys() == b.keys() and a
+        assert all(t.numel() for t in a.values()), "ZeRO-3 shards were saved instead of gathered weights"
         for name in a:
             assert torch.equal(a[name], b[name]), (weights, name)
     assert (checkpoints / "latest").read_text().strip() == final
