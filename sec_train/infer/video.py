@@ -24,7 +24,8 @@ class Video:
     """One video: its frames in order and the label maps of its annotated frames.
 
     `annotations` maps a frame position to a loader of its uint8 `[H, W]` label map
-    (0 = background, k = object k); frame 0 must be annotated, it holds the prompts.
+    (0 = background, k = object k). Frame 0 must be annotated; each object is prompted on
+    the first frame that annotates it (`prompts`).
     """
 
     name: str
