@@ -73,8 +73,8 @@ class Trainer:
         return total[:-1] / self.accelerator.num_processes, bool(total[-1] == 0)
 
     def train_step(self, batch: Batch) -> dict[str, float] | None:
-        """Forward and backward of one micro-batch; steps the optimizer at the end of an
-        accumulation window.
+        """Forward and backward of one micro-batch (moved to this process's device); steps the
+        optimizer at the end of an accumulation window.
 
         Returns:
             At an optimizer step, its metrics (loss parts averaged over the window and the
@@ -83,7 +83,7 @@ class Trainer:
         Raises:
             NonFiniteLossError: `cfg.max_nonfinite` non-finite losses in a row.
         """
-        losses = self.model(batch)
+        losses = self.model(batch.to(self.accelerator.device, non_blocking=True))
         parts, finite = self._reduced_losses(losses)
         if not finite:
             self.nonfinite_total += 1
