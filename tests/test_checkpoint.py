@@ -31,6 +31,15 @@ def test_publish_moves_latest_and_keeps_last_k(tmp_path):
     assert find_checkpoint(tmp_path) == root / "step-00000030"
 
 
+def test_prune_never_deletes_what_latest_names(tmp_path):
+    root = checkpoint_root(tmp_path)
+    for step in (10, 20):
+        _publish(*_written(root, step), keep_last=1)
+    _publish(*_written(root, 15), keep_last=1)  # a run resumed from step 10
+    assert (root / "latest").read_text().strip() == "step-00000015"
+    assert find_checkpoint(tmp_path) == root / "step-00000015"
+
+
 def test_interrupted_write_leaves_previous_latest(tmp_path):
     root = checkpoint_root(tmp_path)
     _publish(*_written(root, 10), keep_last=3)

@@ -141,8 +141,10 @@ def _publish(tmp: Path, final: Path, keep_last: int) -> None:
         os.fsync(f.fileno())
     os.replace(pointer, root / LATEST)
     _fsync_dir(root)
+    # after resuming from an older checkpoint, newer ones of the abandoned run sort after `final`
     for old in _complete_checkpoints(root)[:-keep_last]:
-        shutil.rmtree(old)
+        if old != final:
+            shutil.rmtree(old)
 
 
 def _complete_checkpoints(root: Path) -> list[Path]:
