@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The main job on the toy default, CPU only, in about 15 minutes on 2 cores: install, synthetic
+# videos, toy stage 1 then toy stage 2 under `accelerate launch` (2 processes, DeepSpeed ZeRO-2)
+# with stage 2 stopped mid-run and resumed, J&F before and after training on held-out videos with
+# scene cuts, and overlay PNGs of one held-out video.
+# Usage: bash launch/demo.sh [OUT]   (default OUT: runs/demo; data goes to OUT/data)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-runs/demo}
+STAGE1_STEPS=${STAGE1_STEPS:-120}
+STAGE2_STEPS=${STAGE2_STEPS:-40}
+# one thread per process: the 2 training processes share 2 cores, and idle spinning OpenMP
+# threads would otherwise slow the toy model down many times over
+export OMP_NUM_THREADS=1 DS_ACCELERATOR=cpu WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
+
+phase() { printf '\n=== %s  [%ds]\n' "$1" "$SECONDS"; }
+
+phase "1/7 install (keeps an existing torch)"
+bash launch/install.sh dev
+
+phase "2/7 synthetic videos: training shards and held-out videos with scene cuts"
+rm -rf "$OUT"
+sec-data synth --out "$OUT/data/train" --videos 24 --frames 12 --size 96x72 --objects 2 \
+  --shard-size 0.0002 --seed 0
+sec-data synth --out "$OUT/data/val" --videos 6 --frames 16 --size 96x72 --objects 2 --seed 1
+
+phase "3/7 toy stage 1: all of the random toy SAM 2 trains (2 processes, ZeRO-2)"
+bash launch/cpu_2proc.sh configs/toy_stage1.yaml "data.train=[$OUT/data/train/shards]" \
+  data.val=null "out_dir=$OUT/stage1" "max_steps=$STAGE1_STEPS"
+stage1=$OUT/stage1/checkpoints/$(cat "$OUT/stage1/checkpoints/latest")
+
+# Stage 2 runs under `launch` with its steps and checkpoints; `stop_at_checkpoint STEP` ends
+# the whole launch (SIGTERM, as a cluster's preemption does) once checkpoint STEP is published.
+stage2=(configs/toy_stage2.yaml "data.train=[$OUT/data/train/shards]" data.val=null
+  "out_dir=$OUT/stage2" "model.init=$stage1" "max_steps=$STAGE2_STEPS"
+  "save_every=$((STAGE2_STEPS / 2))")
+stop_at_checkpoint() {
+  local want pid
+  want=$(printf 'step-%08d' "$1")
+  setsid bash launch/cpu_2proc.sh "${stage2[@]}" &
+  pid=$!
+  until [[ "$(cat "$OUT/stage2/checkpoints/latest" 2>/dev/null)" == "$want" ]]; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      wait "$pid"
+      echo "stage 2 ended before checkpoint $want" >&2
+      return 1
+    fi
+    sleep 1
+  done
+  kill -TERM -- "-$pid"
+  wait "$pid" || true
+  printf '\nstopped stage 2 after its checkpoint %s\n' "$want"
+}
+
+phase "4/7 toy stage 2 (LoRA, embeddings, text_hidden_fcs, token_attn), stopped mid-run"
+stop_at_checkpoint $((STAGE2_STEPS / 2))
+
+phase "5/7 toy stage 2 resumed (resume=auto: weights, optimizer, schedule, RNG, data position)"
+bash launch/cpu_2proc.sh "${stage2[@]}" resume=auto
+
+phase "6/7 J&F on held-out videos: untrained vs trained, SAM 2 only vs SeC"
+python launch/demo_table.py --data "$OUT/data/val" --trained "$OUT/stage2"
+
+phase "7/7 overlays of one held-out video"
+sec-train predict --checkpoint "$OUT/stage2" --video "$OUT/data/val/JPEGImages/synth00000" \
+  --mask "$OUT/data/val/Annotations/synth00000/00000.png" --out "$OUT/predict"
+echo "overlays: $OUT/predict/overlays/*.png"
+phase "done"
