@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,6 @@ from sec_train.data.loader import build_loader
 from sec_train.data.shards import Loader
 from sec_train.model.sec import SeCModel, build_sec_model
 from sec_train.model.trainable import apply_trainable
-from sec_train.model.weights import load_trainable
 from sec_train.train.accel import init_process_group, make_accelerator
 from sec_train.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from sec_train.train.config import TrainConfig, to_yaml
@@ -26,11 +26,19 @@ class NonFiniteLossError(RuntimeError):
 
 
 def build_model(cfg: TrainConfig) -> SeCModel:
-    """The recipe's model with its trainable policy, plus `init_from` weights, in train mode."""
-    model = build_sec_model(cfg.model)
-    apply_trainable(model, cfg.model.trainable)
+    """The recipe's model with its trainable policy, plus `init_from` weights, in train mode.
+
+    `init_from` becomes the model config's `init`, so the checkpoints of this run record it and
+    reload on top of it: a stage-2 checkpoint holds only what stage 2 trains, and rebuilding it
+    must bring back the stage-1 weights it started from.
+    """
+    model_cfg = cfg.model
     if cfg.init_from is not None:
-        load_trainable(model, cfg.init_from)
+        if model_cfg.init is not None:
+            raise ValueError(f"set init_from or model.init, not both ({cfg.init_from}, {model_cfg.init})")
+        model_cfg = dataclasses.replace(model_cfg, init=cfg.init_from)
+    model = build_sec_model(model_cfg)
+    apply_trainable(model, cfg.model.trainable)
     return model.train()
 
 
