@@ -61,3 +61,18 @@ def test_schedule_matches_closed_form():
         assert lrs == pytest.approx([g["initial_lr"] * factor for g in optimizer.param_groups])
     assert sorted(seen[warmup]) == pytest.approx([1.0, 1.0, 2.0, 2.0])
     assert isinstance(optimizer, torch.optim.AdamW)
+
+
+def test_layer_decay_follows_sam2_rule():
+    encoder = nn.Module()
+    encoder.pos_embed = nn.Parameter(torch.zeros(1, 4))
+    encoder.blocks = nn.ModuleList(nn.Linear(4, 4) for _ in range(3))
+    encoder.neck = nn.Linear(4, 4)
+    model = nn.ModuleDict({"enc": encoder, "head": nn.Linear(4, 2)})
+    cfg = OptimConfig(lr=1.0, lr_groups={"enc": 0.5}, layer_decay=0.9, layer_decay_prefix="enc")
+    lrs = {name: g["lr"] for g in param_groups(model, cfg) for name in g["names"]}
+    # 3 blocks: block i scaled by 0.9^(3 - i), embeddings by 0.9^4, the neck and other modules by 1
+    expected = {"enc.pos_embed": 0.5 * 0.9**4, "enc.neck.weight": 0.5, "head.weight": 1.0}
+    expected.update({f"enc.blocks.{i}.weight": 0.5 * 0.9 ** (3 - i) for i in range(3)})
+    for name, lr in expected.items():
+        assert lrs[name] == pytest.approx(lr), name

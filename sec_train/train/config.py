@@ -28,13 +28,17 @@ class OptimConfig:
 
     `lr_groups` maps a parameter-name prefix (SeCModel state-dict names, e.g. "sam2.vision_encoder")
     to its own learning rate; the longest matching prefix wins and everything else uses `lr`.
-    Biases, norms and other 1-d parameters get no weight decay. The schedule warms up linearly
-    over `warmup` (a fraction of `max_steps` if < 1, else a step count), then follows a cosine
-    from the peak down to `min_lr_ratio` x peak at `max_steps`.
+    `layer_decay` < 1 scales the rates under `layer_decay_prefix` layer-wise, as SAM 2's training
+    does for its image encoder: block i of N by decay^(N - i), embeddings by decay^(N + 1), the
+    rest (the neck) by 1. Biases, norms and other 1-d parameters get no weight decay. The
+    schedule warms up linearly over `warmup` (a fraction of `max_steps` if < 1, else a step
+    count), then follows a cosine from the peak down to `min_lr_ratio` x peak at `max_steps`.
     """
 
     lr: float = 4e-5
     lr_groups: dict[str, float] = field(default_factory=dict)
+    layer_decay: float = 1.0
+    layer_decay_prefix: str = "sam2.vision_encoder"
     weight_decay: float = 0.05
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8

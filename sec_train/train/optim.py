@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 from torch import nn
 
 from sec_train.train.config import OptimConfig
 
+_BLOCK = re.compile(r"\.blocks\.(\d+)\.")
+
 
 def _group_lr(name: str, cfg: OptimConfig) -> float:
     """The learning rate of parameter `name`: the longest matching `lr_groups` prefix, else `lr`."""
     matches = [prefix for prefix in cfg.lr_groups if name == prefix or name.startswith(prefix + ".")]
     return cfg.lr_groups[max(matches, key=len)] if matches else cfg.lr
+
+
+def _layer_scales(names: list[str], cfg: OptimConfig) -> dict[str, float]:
+    """Layer-wise lr factors under `cfg.layer_decay_prefix` (SAM 2's rule for Hiera: embeddings
+    are layer 0, block i is layer i + 1, everything after the blocks is the top layer)."""
+    inside = [n for n in names if n.startswith(cfg.layer_decay_prefix + ".")]
+    blocks = {n: int(m.group(1)) for n in inside if (m := _BLOCK.search(n))}
+    top = max(blocks.values(), default=-1) + 2
+    scales = {}
+    for name in inside:
+        layer = blocks[name] + 1 if name in blocks else (0 if "embed" in name else top)
+        scales[name] = cfg.layer_decay ** (top - layer)
+    return scales
 
 
 def _decays(name: str, param: nn.Parameter) -> bool:
@@ -27,7 +43,8 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
 
     Args:
         model (`nn.Module`): the model; only parameters with `requires_grad` are grouped.
-        cfg (`OptimConfig`): `lr`, `lr_groups` (name prefix -> lr) and `weight_decay`.
+        cfg (`OptimConfig`): `lr`, `lr_groups` (name prefix -> lr), `layer_decay` and
+            `weight_decay`.
 
     Returns:
         One dict per (lr, decay) pair with keys "params", "lr", "weight_decay" and "names" (the
@@ -39,10 +56,10 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
     """
     groups: dict[tuple[float, bool], dict] = {}
     used_prefixes = set()
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        lr = _group_lr(name, cfg)
+    trainable = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
+    scales = _layer_scales([name for name, _ in trainable], cfg) if cfg.layer_decay != 1.0 else {}
+    for name, param in trainable:
+        lr = _group_lr(name, cfg) * scales.get(name, 1.0)
         used_prefixes.update(p for p in cfg.lr_groups if name == p or name.startswith(p + "."))
         decay = _decays(name, param)
         group = groups.setdefault(
