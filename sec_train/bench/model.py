@@ -36,7 +36,12 @@ RECIPES = {"real": CONFIGS / "sec_stage2.yaml", "toy": CONFIGS / "toy_stage2.yam
 def random_model(cfg: TrainConfig, dims: str) -> SeCModel:
     """SeC with random weights on the GPU: real shapes are built on the meta device, then
     materialised and initialised (normal 0.02 for matrices, ones/zeros for norms and biases)."""
-    sources = {"lvlm": "real", "sam2": "real"} if dims == "real" else {"lvlm": "toy", "sam2": "toy"}
+    # the real recipe takes these from stage 1's checkpoint: InternVL 2.5-4B, SAM 2.1-L, 22 memories
+    sources = (
+        {"lvlm": "real", "sam2": "real", "num_maskmem": 22}
+        if dims == "real"
+        else {"lvlm": "toy", "sam2": "toy"}
+    )
     model = build_sec_model(dataclasses.replace(cfg.model, init=None, **sources))
     if dims == "real":
         model.to_empty(device="cuda")
