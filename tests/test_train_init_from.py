@@ -40,6 +40,9 @@ def test_stage2_checkpoint_reloads_the_stage1_weights_it_started_from(tmp_path):
     assert model.config.mode == "concept_only"
     for key, value in model.sam2.memory_attention.state_dict().items():
         torch.testing.assert_close(value, stage1[key], rtol=0, atol=0)
+    # token_attn is initialised from the memory attention stage 1 trained, not the base's
+    for key, value in model.token_attn.state_dict().items():
+        torch.testing.assert_close(value, stage1[key], rtol=0, atol=0)
 
     save_trainable(model, tmp_path / "stage2")
     reloaded = build_sec_model(ModelConfig(init=str(tmp_path / "stage2")))

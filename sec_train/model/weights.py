@@ -131,9 +131,16 @@ def load_trainable(model: nn.Module, directory: str | Path) -> None:
         raise FileNotFoundError(f"{directory} is not a trainable checkpoint: {TRAINABLE_FILE} is missing")
     if (directory / ADAPTER_DIR).is_dir():
         load_adapter(model, directory / ADAPTER_DIR)
-    result = model.load_state_dict(load_file(str(path)), strict=False)
+    state = load_file(str(path))
+    result = model.load_state_dict(state, strict=False)
     if result.unexpected_keys:
         raise ValueError(f"{path}: parameters not in the model: {result.unexpected_keys[:10]}")
+    # token_attn starts as a copy of the memory attention: a checkpoint that trained the memory
+    # attention but not token_attn (stage 1) hands its trained copy on to the next stage.
+    if any(k.startswith("sam2.memory_attention.") for k in state) and not any(
+        k.startswith("token_attn.") for k in state
+    ):
+        model.token_attn.load_state_dict(model.sam2.memory_attention.state_dict())
 
 
 def merged_lvlm_state_dict(lvlm: nn.Module) -> dict[str, torch.Tensor]:
