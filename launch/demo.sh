@@ -42,6 +42,8 @@ stop_at_checkpoint() {
   want=$(printf 'step-%08d' "$1")
   setsid bash launch/cpu_2proc.sh "${stage2[@]}" &
   pid=$!
+  # its own session does not get the terminal's Ctrl-C: pass an interrupt of the demo on
+  trap 'kill -TERM -- "-$pid" 2>/dev/null; exit 130' INT TERM
   until [[ "$(cat "$OUT/stage2/checkpoints/latest" 2>/dev/null)" == "$want" ]]; do
     if ! kill -0 "$pid" 2>/dev/null; then
       wait "$pid"
@@ -52,6 +54,7 @@ stop_at_checkpoint() {
   done
   kill -TERM -- "-$pid"
   wait "$pid" || true
+  trap - INT TERM
   printf '\nstopped stage 2 after its checkpoint %s\n' "$want"
 }
 
