@@ -29,15 +29,10 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-_TOY_CORPUS = [
+# What the toy corpus adds to the stage-2 prompts (sec_train/data/prompts.py) it is trained on.
+_TOY_CORPUS_EXTRA = [
     "system user assistant You are a helpful assistant that segments objects in videos.",
-    "Please segment the object in the last frame based on the object labeled in the first several images.",
-    "Can you segment the object in the last frame that is outlined in the earlier images?",
-    "Segment the outlined object of the reference frames in the final frame.",
-    "Find the object marked in green in the previous frames and segment it in the last image.",
-    "Which object in the last frame matches the labeled object? Please give its segmentation mask.",
-    "Track the highlighted object from the first images and segment it in the last frame.",
-    "It is [SEG]. Sure, it is [SEG]. Sure, [SEG]. The segmentation result is [SEG]. [SEG].",
+    "Frame1: Frame2: Frame3: Frame4: Frame5: Frame6: Frame7: Frame8:",
     "the a an of in on to and is it that this with for from by at as frame frames image images",
     "0123456789 .,;:!?'\"()[]{}<>-_/\\|@#$%^&*+=~` \n\t",
 ]
@@ -55,7 +50,9 @@ def build_toy_tokenizer() -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_TOY_CORPUS, trainer=trainer)
+    from sec_train.data.prompts import ANSWERS, QUESTIONS  # prompts build on this module
+
+    tok.train_from_iterator([*QUESTIONS, *ANSWERS, *_TOY_CORPUS_EXTRA], trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=IM_END,
