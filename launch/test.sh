@@ -4,5 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash launch/install.sh dev
+# One OpenMP thread per process: the 2-process DeepSpeed tests share the 2 cores, and toy-sized
+# ops gain nothing from more (spinning threads slowed them many times over here).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export DS_ACCELERATOR=cpu TOKENIZERS_PARALLELISM=false WANDB_MODE=offline
 exec python3 -m pytest -q -p no:cacheprovider "$@"
