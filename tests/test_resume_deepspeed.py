@@ -65,7 +65,8 @@ def _losses(out_dir: Path) -> dict[int, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("zero", "recipe"), [(2, "toy_stage1"), (3, "toy_stage2")])
+@pytest.mark.parametrize("recipe", ["toy_stage1", "toy_stage2"])
+@pytest.mark.parametrize("zero", [2, 3])
 def test_kill_and_resume_match_an_uninterrupted_run(zero, recipe, shards, tmp_path):
     args = [
         "--config", f"configs/{recipe}.yaml",
