@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
+
+from sec_train.commands import run_command
 
 _COMMANDS = {
     "synth": ("data_tools.synth", "procedural videos as DAVIS-style folders, shards and SA-V style"),
@@ -14,13 +15,7 @@ _COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in _COMMANDS:
-        print("usage: sec-data COMMAND [args]\n", file=sys.stderr)
-        for name, (_, help_text) in _COMMANDS.items():
-            print(f"  {name:<8} {help_text}", file=sys.stderr)
-        return 2
-    return importlib.import_module(_COMMANDS[argv[0]][0]).main(argv[1:])
+    return run_command("sec-data", _COMMANDS, argv)
 
 
 if __name__ == "__main__":

@@ -3,18 +3,19 @@ against a baseline measured in the same process."""
 
 from __future__ import annotations
 
-import importlib
 import sys
 
-_BENCHES = {"data": "sec_train.bench.data", "step": "sec_train.bench.step", "model": "sec_train.bench.model"}
+from sec_train.commands import run_command
+
+_BENCHES = {
+    "data": ("sec_train.bench.data", "stage-2 samples/s: shard loader vs whole-video decoding vs JPEG bound"),
+    "step": ("sec_train.bench.step", "training step time: the trainer vs a bare PyTorch loop"),
+    "model": ("sec_train.bench.model", "real dims on CUDA: tokens/s, samples/s, MFU, peak memory"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in _BENCHES:
-        print(f"usage: python -m sec_train.bench {{{'|'.join(_BENCHES)}}} [--json] ...", file=sys.stderr)
-        return 2
-    return importlib.import_module(_BENCHES[argv[0]]).main(argv[1:])
+    return run_command("python -m sec_train.bench", _BENCHES, argv)
 
 
 if __name__ == "__main__":

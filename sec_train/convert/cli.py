@@ -72,3 +72,13 @@ def main(argv: list[str]) -> int:
         return 1
     print(f"wrote {Path(args.out).resolve()}")
     return 0
+
+
+def import_main(argv: list[str]) -> int:
+    """`sec-train import KIND ...`."""
+    return main(["import", *argv])
+
+
+def export_main(argv: list[str]) -> int:
+    """`sec-train export KIND ...`."""
+    return main(["export", *argv])
