@@ -13,8 +13,8 @@ from data_tools.convert_custom import (
 )
 from data_tools.convert_palette import load_palette_video, palette_jobs
 from data_tools.convert_sav import load_sav_video, sav_jobs
-from data_tools.format import DEFAULT_SHARD_BYTES
 from data_tools.pipeline import convert_videos
+from sec_train.data.format import DEFAULT_SHARD_BYTES
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ from PIL import Image
 from pycocotools import mask as mask_util
 
 from data_tools.convert_palette import IMAGE_SUFFIXES, PaletteJob, frame_number, read_frame_jpeg
-from data_tools.format import make_sample, mask_to_rle
+from sec_train.data.format import make_sample, mask_to_rle
 from sec_train.types import VideoSample
 
 

@@ -11,9 +11,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_tools.format import make_sample
 from data_tools.synth import encode_jpeg
 from data_tools.video import read_frames
+from sec_train.data.format import make_sample
 from sec_train.types import VideoSample
 
 ANNOTATION_STRIDE = 4

@@ -8,9 +8,16 @@ import pytest
 from PIL import Image
 
 from data_tools.cli import main as sec_data
-from data_tools.format import ShardWriter, decode_record, iter_records, read_index, rle_to_mask, write_index
 from data_tools.synth import render_video, synthesize
 from data_tools.verify import verify
+from sec_train.data.format import (
+    ShardWriter,
+    decode_record,
+    iter_records,
+    read_index,
+    rle_to_mask,
+    write_index,
+)
 
 
 @pytest.fixture(scope="module")

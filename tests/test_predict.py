@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from data_tools.format import ShardWriter, make_sample, mask_to_rle, write_index
+from sec_train.data.format import ShardWriter, make_sample, mask_to_rle, write_index
 from sec_train.eval import evaluate
 from sec_train.eval.datasets import davis_videos, open_videos
 from sec_train.infer import predict

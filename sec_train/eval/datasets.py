@@ -4,7 +4,7 @@ DAVIS-style: `ROOT/JPEGImages/<video>/*.jpg` and `ROOT/Annotations/<video>/*.png
 PNGs (a `480p/` level under both, as DAVIS ships them, is found too); an annotation belongs to
 the frame with the same file stem, and the first frame must be annotated. A subset is chosen
 by `ImageSets/2017/<subset>.txt`, by name or by giving that file as the data. Shards
-(`index.json` + tars, see `data_tools.format`): every stored frame is annotated; object
+(`index.json` + tars, see `sec_train.data.format`): every stored frame is annotated; object
 `object_ids[j]` gets label `j + 1`.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_tools.format import INDEX_NAME, decode_record, iter_records, read_index
+from sec_train.data.format import INDEX_NAME, decode_record, iter_records, read_index
 from sec_train.data.images import object_mask
 from sec_train.infer.video import Video, list_frames, read_labels
 from sec_train.types import VideoSample
