@@ -159,8 +159,9 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Restores model, optimizer, scheduler and `states` from `path` on every process.
 
-    Every state file is read and parsed before anything is restored, so a bad checkpoint
-    changes nothing. The states are restored last: `states["rng"]` wins over accelerate's copy.
+    Every state file is read and parsed before anything is restored, so a missing or non-JSON
+    one changes nothing. The states are restored after accelerate's: an RNG state among them
+    wins over accelerate's copy of the generators.
 
     Returns:
         The checkpoint's meta ("step", "num_processes").
