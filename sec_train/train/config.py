@@ -165,7 +165,7 @@ def load_config(path: str | None, overrides: list[str] | None = None) -> TrainCo
         try:
             merged = OmegaConf.merge(merged, layer)
         except OmegaConfBaseException as err:
-            message = str(getattr(err, "msg", err))
+            message = str(err).splitlines()[0]  # the rest repeats the key and the schema's types
             key = getattr(err, "full_key", "")
             raise ConfigError(f"{source}: {key}: {message[:1].lower()}{message[1:]}") from err
     sources = " + ".join(source for source, _ in layers) or "defaults"
