@@ -70,10 +70,10 @@ def test_load_refuses_incomplete_or_other_world_size(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
         load_checkpoint(accelerator, tmp_path, {})
     (tmp_path / META).write_text(json.dumps({"step": 1, "num_processes": 2}))
-    with pytest.raises(ValueError, match="written by 2 processes, this run has 1.*init_from="):
+    with pytest.raises(ValueError, match="written by 2 processes, this run has 1.*model.init="):
         load_checkpoint(accelerator, tmp_path, {})
     (tmp_path / META).write_text(json.dumps({"step": 1, "num_processes": 1}))
-    with pytest.raises(FileNotFoundError, match="loader_rank0.json is missing.*init_from="):
+    with pytest.raises(FileNotFoundError, match="loader_rank0.json is missing.*model.init="):
         load_checkpoint(accelerator, tmp_path, {"loader": _Position()})
 
 

@@ -1,7 +1,8 @@
 """Dependencies run one way: which package may not import which.
 
-The layers, bottom up: `sec_train.types`; `sec_train.data` (the shard format in `data/format.py`,
-loading, samplers); `sec_train.model`; `sec_train.infer` and `sec_train.eval`; `sec_train.train`.
+The layers, bottom up: `sec_train.types`, `sec_train.tokens`, `sec_train.schema`; `sec_train.data`
+(the shard format in `data/format.py`, loading, samplers); `sec_train.model`; `sec_train.infer`
+and `sec_train.eval`; `sec_train.train`.
 `data_tools` (converters, synthesizer) builds on the shard format and never on the model,
 inference or training. `sec_train.bench` sits on top of everything, `data_tools` included: it
 measures the converters and feeds the trainer synthesized videos, and nothing imports it.
@@ -35,15 +36,12 @@ FORBIDDEN = {
     EVAL: (TRAIN, BENCH, "data_tools"),
     TRAIN: (BENCH, "data_tools"),
     "data_tools": ("sec_train.model", TRAIN, INFER, EVAL, BENCH),
+    "sec_train.tokens": ("sec_train.data", "sec_train.model", TRAIN),
+    "sec_train.checkpoint_layout": ("sec_train.data", "sec_train.model", TRAIN, INFER, EVAL),
 }
 # a fresh interpreter per package costs seconds (torch, transformers): the innermost layers and
 # the edges issue 9 found (data -> data_tools, infer -> train)
 RUNTIME_CHECKED = ("sec_train.data", "sec_train.model", INFER)
-# Rules the import statements break today, exempt from the static check only (at import time they
-# hold): model/tokenizer.py imports data/prompts inside a function until the tokenizer <-> prompts
-# fix of issue 9 lands. `test_pending_rule` is strict: it fails once the rule holds, and the entry
-# must go.
-PENDING = {("sec_train.model", "sec_train.data")}
 
 _IMPORT_ALL = """
 import importlib, json, pkgutil, sys
@@ -111,29 +109,23 @@ def runtime_modules() -> dict[str, set[str]]:
     return found
 
 
-def _violations(package: str, imported: set[str], pending: set[tuple[str, str]]) -> list[str]:
+def _violations(package: str, imported: set[str]) -> list[str]:
     return sorted(
         name
         for name in imported
         for banned in FORBIDDEN[package]
-        if (package, banned) not in pending and (name == banned or name.startswith(banned + "."))
+        if name == banned or name.startswith(banned + ".")
     )
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_no_import_statement_crosses_a_layer(package):
-    assert _violations(package, _static_closure(package), PENDING) == []
+    assert _violations(package, _static_closure(package)) == []
 
 
 @pytest.mark.parametrize("package", RUNTIME_CHECKED)
 def test_importing_a_package_alone_loads_no_forbidden_module(package, runtime_modules):
-    assert _violations(package, runtime_modules[package], set()) == []
-
-
-@pytest.mark.xfail(strict=True, reason="model/tokenizer.py imports data/prompts lazily (issue 9, arch-model)")
-@pytest.mark.parametrize(("package", "banned"), sorted(PENDING))
-def test_pending_rule(package, banned):
-    assert not any(n == banned or n.startswith(banned + ".") for n in _static_closure(package))
+    assert _violations(package, runtime_modules[package]) == []
 
 
 def test_the_static_check_sees_function_level_imports():

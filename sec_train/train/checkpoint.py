@@ -6,7 +6,7 @@ One checkpoint::
         (accelerate save_state) model / DeepSpeed shards, optimizer, scheduler, RNG per process
         trainable.safetensors  \
         adapter/                > the trainable-only checkpoint (`sec_train.model.weights`),
-        sec_config.json        /  usable as `init_from=` or `model.init=`
+        sec_config.json        /  usable as `model.init=`
         {name}_rank{R}.json    `state_dict()` of each state the trainer passes (train counters,
                                loader position, RNG), one file per process
         config.yaml            the resolved run config
@@ -177,7 +177,7 @@ def load_checkpoint(
     if meta.get("num_processes") != accelerator.num_processes:
         raise ValueError(
             f"{path} was written by {meta.get('num_processes')} processes, this run has "
-            f"{accelerator.num_processes}; use init_from={path} to start from its weights"
+            f"{accelerator.num_processes}; use model.init={path} to start from its weights"
         )
     saved = {name: _read_state(path / state_file(name, accelerator.process_index), path) for name in states}
     extra = {"load_module_strict": False} if _uses_deepspeed(accelerator) else {}
@@ -190,7 +190,7 @@ def load_checkpoint(
 def _read_state(file: Path, checkpoint: Path) -> dict[str, Any]:
     """A state file's contents; JSON only, so reading a crafted file cannot run code."""
     if not file.is_file():
-        raise FileNotFoundError(f"{file} is missing; use init_from={checkpoint} to start from its weights")
+        raise FileNotFoundError(f"{file} is missing; use model.init={checkpoint} to start from its weights")
     try:
         return json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
