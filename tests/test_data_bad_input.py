@@ -78,3 +78,49 @@ def test_stage1_skips_a_video_shorter_than_the_clip(bad_dir, caplog):
 def test_too_many_bad_samples_stop_the_run(bad_dir):
     with pytest.raises(RuntimeError, match="max_bad_fraction"):
         _run(bad_dir, "stage1", 0.1)
+
+
+@pytest.fixture(scope="module")
+def short_shard(tmp_path_factory):
+    """Two shards of 3 samples; the second cut inside its first sample (the index still says 3)."""
+    src = tmp_path_factory.mktemp("short_src")
+    synthesize(src, 6, frames=8, height=32, width=40, objects=2)
+    info = read_index(src / "shards")["shards"][0]
+    samples = [decode_record(r, "") for r in iter_records(src / "shards" / info["name"])]
+    out = tmp_path_factory.mktemp("short")
+    first, second = ShardWriter(out, "a"), ShardWriter(out, "b")
+    for s in samples[:3]:
+        first.write(s)
+    for s in samples[3:]:
+        second.write(s)
+    infos = first.close() + second.close()
+    cut = out / infos[1]["name"]
+    cut.write_bytes(cut.read_bytes()[:3000])
+    write_index(out, infos)
+    return out, infos[1]["keys"]
+
+
+def test_samples_missing_from_a_short_shard_are_counted_and_named(short_shard, caplog):
+    out, keys = short_shard
+    with caplog.at_level(logging.WARNING):
+        loader, yielded = _run(out, "stage1", 0.9)
+    assert sorted(yielded) == ["synth00000", "synth00001", "synth00002"]
+    assert loader.seen == 6 and loader.skipped == 3  # the cut sample and the two never read
+    assert "b-000.tar" in caplog.text and "indexed samples missing" in caplog.text
+    assert f"{keys[1]}, {keys[2]}" in caplog.text
+    with pytest.raises(RuntimeError, match="3 of 6 samples were bad"):
+        _run(out, "stage1", 0.4)
+
+
+def test_an_index_without_keys_still_counts_the_missing_samples(short_shard, tmp_path, caplog):
+    out, _ = short_shard
+    index = read_index(out)
+    for info in index["shards"]:
+        del info["keys"]
+    for tar in out.glob("*.tar"):
+        (tmp_path / tar.name).write_bytes(tar.read_bytes())
+    write_index(tmp_path, index["shards"])
+    with caplog.at_level(logging.WARNING):
+        loader, _ = _run(tmp_path, "stage1", 0.9)
+    assert loader.seen == 6 and loader.skipped == 3
+    assert "2 of 3 indexed samples missing" in caplog.text

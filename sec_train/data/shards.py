@@ -131,14 +131,18 @@ class ShardStream(IterableDataset):
 
     def _units(self, shards: list[tuple[str, int]]) -> Iterator[_Unit]:
         for path, expected in shards:
-            read = 0
+            read: list[str] = []
+            ended = "the tar ends"
             try:
                 for record in iter_records(path):
-                    read += 1
+                    read.append(record.get("__key__", "?"))
                     yield from self._expand(path, record)
             except Exception as err:  # a truncated or corrupt tar: its remaining samples are lost
-                lost = max(1, expected - read)
-                yield _Unit(path, "?", error=f"unreadable after {read} samples: {err!r}", weight=lost)
+                ended = f"unreadable: {err!r}"
+            if len(read) < expected:  # a short tar may end without an error
+                lost = expected - len(read)
+                error = f"{lost} of {expected} indexed samples missing ({ended} after {len(read)})"
+                yield _Unit(path, _missing_keys(path, read), error=error, weight=lost)
 
     def _expand(self, shard: str, record: dict[str, Any]) -> Iterator[_Unit]:
         key = record.get("__key__", "?")
@@ -160,6 +164,15 @@ class ShardStream(IterableDataset):
                 unit.error = repr(err)
         logger.warning("skipping shard %s key %s object %s: %s", unit.shard, unit.key, unit.obj, unit.error)
         return None
+
+
+def _missing_keys(shard: str, read: list[str]) -> str:
+    """The index's keys of `shard` that were not read, comma-separated ("?" for an index
+    without keys, written before they were recorded)."""
+    name = Path(shard).name
+    info = next((i for i in read_index(Path(shard).parent)["shards"] if i["name"] == name), {})
+    missing = [k for k in info.get("keys", []) if k not in set(read)]
+    return ", ".join(missing) or "?"
 
 
 def _shuffled(units: Iterator[_Unit], size: int, rng: random.Random) -> Iterator[_Unit]:
