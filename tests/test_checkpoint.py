@@ -1,11 +1,15 @@
 """Checkpoint publishing: rename, the `latest` pointer, keep-last-K, and what resume picks; the
-states a checkpoint stores, and that loading one never unpickles them."""
+states a checkpoint stores, and that loading one never unpickles them; file records in
+meta.json, verification and fallback, failed writes, and the refusal to overwrite a run."""
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import pickle
 import random
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +17,23 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from sec_train.checkpoint_layout import META, checkpoint_root, find_checkpoint
+from sec_train.checkpoint_layout import (
+    META,
+    CheckpointError,
+    DamagedCheckpointError,
+    checkpoint_root,
+    find_checkpoint,
+    verify_checkpoint,
+)
 from sec_train.train import checkpoint
-from sec_train.train.checkpoint import _publish, load_checkpoint, save_checkpoint
+from sec_train.train.__main__ import main as train_main
+from sec_train.train.checkpoint import (
+    CheckpointWriteError,
+    _publish,
+    load_checkpoint,
+    save_checkpoint,
+    start_checkpoint,
+)
 from sec_train.train.rng import RNGState
 
 
@@ -122,7 +140,7 @@ def test_states_round_trip_as_json(tmp_path, monkeypatch):
     _draws()
     position = _Position()
     meta = load_checkpoint(accelerator, path, {"loader": position, "rng": RNGState()})
-    assert meta == {"step": 5, "num_processes": 1} and position.position == 7
+    assert (meta["step"], meta["num_processes"], position.position) == (5, 1, 7)
     assert _draws() == after_save
 
 
@@ -152,3 +170,156 @@ def test_a_payload_in_accelerates_rng_file_never_runs(tmp_path, monkeypatch):
     load_checkpoint(accelerator, path, {"loader": _Position(), "rng": RNGState()})
     assert not marker.exists()
     assert _draws() == after_save
+
+
+def _run_with_checkpoints(
+    tmp_path: Path, monkeypatch, steps=(1, 2, 3), keep_last=5
+) -> tuple[Accelerator, dict]:
+    """A run directory with real checkpoints of a tiny model at `steps`; their paths by step."""
+    monkeypatch.setattr(checkpoint, "save_trainable", lambda model, directory: None)  # SeC-only files
+    accelerator = Accelerator(cpu=True)
+    model = accelerator.prepare(torch.nn.Linear(2, 1))
+    states = {"loader": _Position(7), "rng": RNGState()}
+    paths = {
+        step: save_checkpoint(
+            accelerator, model, tmp_path, step, states=states, config_yaml="x: 1", keep_last=keep_last
+        )
+        for step in steps
+    }
+    return accelerator, paths
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _flip_bit(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+DAMAGES = {"truncated": _truncate, "bit-flipped": _flip_bit, "deleted": Path.unlink}
+
+
+def test_meta_records_every_file_with_size_and_crc(tmp_path, monkeypatch):
+    _, paths = _run_with_checkpoints(tmp_path, monkeypatch, steps=(1,))
+    meta = json.loads((paths[1] / META).read_text())
+    on_disk = {p.relative_to(paths[1]).as_posix() for p in paths[1].rglob("*") if p.is_file()} - {META}
+    assert set(meta["files"]) == on_disk and {"model.safetensors", "loader_rank0.json"} <= on_disk
+    assert meta["files"]["config.yaml"] == {"size": 4, "crc32": f"{zlib.crc32(b'x: 1'):08x}"}
+    assert verify_checkpoint(paths[1])["step"] == 1
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+@pytest.mark.parametrize("victim", ["model.safetensors", "loader_rank0.json", META])
+def test_resume_auto_falls_back_past_a_damaged_file_and_names_it(
+    tmp_path, monkeypatch, caplog, victim, damage
+):
+    accelerator, paths = _run_with_checkpoints(tmp_path, monkeypatch)
+    DAMAGES[damage](paths[3] / victim)
+    with caplog.at_level(logging.WARNING):
+        chosen = start_checkpoint(accelerator, tmp_path, resume="auto", overwrite=False, checksums=True)
+    assert chosen == paths[2]
+    assert f"step-00000003/{victim}" in caplog.text and "newest intact" in caplog.text
+    with pytest.raises(CheckpointError, match=f"resume=.*step-00000003 is damaged: .*step-00000003/{victim}"):
+        start_checkpoint(accelerator, tmp_path, resume=str(paths[3]), overwrite=False, checksums=True)
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_latest_pointer_falls_back_to_the_newest_checkpoint(tmp_path, monkeypatch, damage):
+    accelerator, paths = _run_with_checkpoints(tmp_path, monkeypatch)
+    DAMAGES[damage](checkpoint_root(tmp_path) / "latest")
+    assert start_checkpoint(accelerator, tmp_path, resume="auto", overwrite=False, checksums=True) == paths[3]
+
+
+def test_sizes_are_always_checked_checksums_only_when_asked(tmp_path, monkeypatch):
+    _, paths = _run_with_checkpoints(tmp_path, monkeypatch)
+    _flip_bit(paths[3] / "model.safetensors")
+    assert find_checkpoint(tmp_path, checksums=False) == paths[3]
+    assert find_checkpoint(tmp_path) == paths[2]
+    _truncate(paths[3] / "model.safetensors")
+    assert find_checkpoint(tmp_path, checksums=False) == paths[2]
+
+
+def test_no_intact_checkpoint_is_an_error_not_a_fresh_start(tmp_path, monkeypatch):
+    _, paths = _run_with_checkpoints(tmp_path, monkeypatch, steps=(1,))
+    (paths[1] / "loader_rank0.json").unlink()
+    with pytest.raises(
+        DamagedCheckpointError, match="loader_rank0.json: missing; no checkpoint .* is intact"
+    ):
+        find_checkpoint(tmp_path)
+
+
+def test_pruning_keeps_the_newest_intact_checkpoints_not_damaged_ones(tmp_path, monkeypatch):
+    accelerator, paths = _run_with_checkpoints(tmp_path, monkeypatch, keep_last=2)
+    assert sorted(p.name for p in checkpoint_root(tmp_path).glob("step-*")) == [
+        "step-00000002",
+        "step-00000003",
+    ]
+    _truncate(paths[3] / "model.safetensors")  # damaged after publishing; the run resumes from step 2
+    model = accelerator.prepare(torch.nn.Linear(2, 1))
+    save_checkpoint(accelerator, model, tmp_path, 3, states={}, config_yaml="", keep_last=2)
+    assert sorted(p.name for p in checkpoint_root(tmp_path).glob("step-*")) == [
+        "step-00000002",
+        "step-00000003",
+    ]
+    assert find_checkpoint(tmp_path) == paths[3]
+    # a damaged newer checkpoint of an abandoned run does not push the intact ones out
+    _run_with_checkpoints(tmp_path, monkeypatch, steps=(4,), keep_last=2)
+    _flip_bit(paths[3].parent / "step-00000004" / META)
+    save_checkpoint(accelerator, model, tmp_path, 4, states={}, config_yaml="", keep_last=3)
+    _truncate(paths[3].parent / "step-00000004" / "model.safetensors")
+    save_checkpoint(accelerator, model, tmp_path, 2, states={}, config_yaml="", keep_last=2)
+    assert sorted(p.name for p in checkpoint_root(tmp_path).glob("step-*")) == [
+        "step-00000002",
+        "step-00000003",
+    ]
+
+
+def test_a_failed_write_keeps_latest_and_removes_the_partial_checkpoint(tmp_path, monkeypatch):
+    accelerator, paths = _run_with_checkpoints(tmp_path, monkeypatch, steps=(1,))
+
+    def full_disk(model, directory):
+        (directory / "trainable.safetensors").write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_trainable", full_disk)
+    model = accelerator.prepare(torch.nn.Linear(2, 1))
+    with pytest.raises(
+        CheckpointWriteError, match="No space left.*`latest` still names step-00000001.*resume=auto"
+    ):
+        save_checkpoint(accelerator, model, tmp_path, 2, states={}, config_yaml="", keep_last=1)
+    root = checkpoint_root(tmp_path)
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-00000001"]
+    assert find_checkpoint(tmp_path) == paths[1]
+
+
+def _train_args(out_dir: Path, *extra: str) -> list[str]:
+    return ["--config", "configs/toy_stage1.yaml", f"out_dir={out_dir}", "wandb.mode=disabled", *extra]
+
+
+def test_a_fresh_run_refuses_an_out_dir_holding_checkpoints(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    _run_with_checkpoints(tmp_path, monkeypatch, steps=(4,))
+    assert train_main(_train_args(tmp_path)) == 2
+    error = capsys.readouterr().err
+    assert "already holds checkpoints (step-00000004)" in error
+    assert "resume=auto" in error and "overwrite=true" in error
+    assert train_main(_train_args(tmp_path, "overwrite=true", "resume=auto")) == 2
+    assert "choose one" in capsys.readouterr().err
+
+
+def test_overwrite_moves_the_old_run_aside(tmp_path, monkeypatch, caplog):
+    accelerator, paths = _run_with_checkpoints(tmp_path, monkeypatch, steps=(4,))
+    (tmp_path / "metrics.jsonl").write_text('{"step": 4, "loss": 1.0}\n')
+    with pytest.raises(CheckpointError, match="overwrite=true"):
+        start_checkpoint(accelerator, tmp_path, resume=None, overwrite=False, checksums=True)
+    with caplog.at_level(logging.WARNING):
+        assert start_checkpoint(accelerator, tmp_path, resume=None, overwrite=True, checksums=True) is None
+    (aside,) = tmp_path.glob("replaced-*")
+    assert str(aside) in caplog.text
+    assert not checkpoint_root(tmp_path).exists() and not (tmp_path / "metrics.jsonl").exists()
+    assert verify_checkpoint(aside / "checkpoints" / "step-00000004")["step"] == 4
+    assert (aside / "metrics.jsonl").read_text().startswith('{"step": 4')

@@ -73,7 +73,7 @@ def resolve_checkpoint(path: str) -> str:
     """A model directory or checkpoint as is; a training run's output dir -> its latest checkpoint."""
     if (Path(path) / CONFIG_FILE).is_file():
         return path
-    found = find_checkpoint(path)
+    found = find_checkpoint(path, checksums=False)  # sizes only: inference reads few of its files
     if found is None:
         raise FileNotFoundError(
             f"{path} is neither a SeC model or checkpoint directory ({CONFIG_FILE}) nor a training run "

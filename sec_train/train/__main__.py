@@ -7,6 +7,7 @@ import argparse
 import logging
 import sys
 
+from sec_train.checkpoint_layout import CheckpointError, refuse_overwrite
 from sec_train.train.config import ConfigError, load_config
 
 
@@ -20,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
-    except ConfigError as err:
+        refuse_overwrite(cfg.out_dir, cfg.resume, cfg.overwrite)  # before minutes of model loading
+    except (ConfigError, CheckpointError) as err:
         print(f"sec-train train: {err}", file=sys.stderr)
         return 2
     # sec_train's own INFO lines (e.g. where token_attn's weights came from); other libraries' stay quiet
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         Trainer(cfg).fit()
-    except NonFiniteLossError as err:
+    except (NonFiniteLossError, CheckpointError) as err:
         print(f"sec-train train: {err}", file=sys.stderr)
         return 1
     return 0

@@ -10,28 +10,55 @@ One checkpoint::
         {name}_rank{R}.json    `state_dict()` of each state the trainer passes (train counters,
                                loader position, RNG), one file per process
         config.yaml            the resolved run config
-        meta.json              step and process count; written last
+        meta.json              step, process count, and every other file's size and CRC-32
+                               (`sec_train.checkpoint_layout`); written last
 
 A checkpoint is written into `.tmp-step-*`, fsynced, then renamed; `latest` moves after the
-rename, so a crash at any point leaves the previous checkpoint as `latest`. The states are JSON,
-never pickle: loading a checkpoint cannot run code hidden in it.
+rename, so a crash at any point leaves the previous checkpoint as `latest`. A write that fails
+(a full disk) on any process fails on every process, so none waits forever for the others.
+Pruning renames a checkpoint to `.tmp-*` before deleting it, so one half-deleted by a crash is
+never taken for a checkpoint. The states are JSON, never pickle: loading a checkpoint cannot
+run code hidden in it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType
+from accelerate.utils import DistributedType, broadcast_object_list
 
-from sec_train.checkpoint_layout import LATEST, META, checkpoint_root, complete_checkpoints
+from sec_train.checkpoint_layout import (
+    CHECKPOINTS,
+    LATEST,
+    META,
+    CheckpointError,
+    DamagedCheckpointError,
+    checkpoint_dirs,
+    checkpoint_root,
+    file_records,
+    find_checkpoint,
+    refuse_overwrite,
+    sealed_meta,
+    verify_checkpoint,
+)
 from sec_train.model.weights import save_trainable
+from sec_train.train.run_log import METRICS_FILE
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointWriteError(CheckpointError):
+    """Writing a checkpoint failed (e.g. the disk is full); the previous one stays `latest`."""
 
 
 class Stateful(Protocol):
@@ -96,6 +123,15 @@ def save_checkpoint(
             shutil.rmtree(stale)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
+    _on_every_process(accelerator, final, lambda: _write(accelerator, model, tmp, states, config_yaml))
+    _on_every_process(accelerator, final, lambda: _seal(accelerator, tmp, final, step, keep_last))
+    return final
+
+
+def _write(
+    accelerator: Accelerator, model: torch.nn.Module, tmp: Path, states: dict[str, Stateful], config_yaml: str
+) -> None:
+    """This process's part of the checkpoint: its shards, states and (main) the trainable files."""
     # frozen weights come from the base model on resume; only trained ones are worth writing
     extra = {"exclude_frozen_parameters": True} if _uses_deepspeed(accelerator) else {}
     accelerator.save_state(str(tmp), **extra)
@@ -107,13 +143,39 @@ def save_checkpoint(
         (tmp / state_file(name, accelerator.process_index)).write_text(json.dumps(state.state_dict()))
     if accelerator.is_main_process:
         (tmp / "config.yaml").write_text(config_yaml)
-        meta = {"step": step, "num_processes": accelerator.num_processes}
-        (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
-    accelerator.wait_for_everyone()
+
+
+def _seal(accelerator: Accelerator, tmp: Path, final: Path, step: int, keep_last: int) -> None:
+    """On the main process: records every file that every process wrote in `meta.json`, then
+    publishes."""
     if accelerator.is_main_process:
+        meta = {"step": step, "num_processes": accelerator.num_processes, "files": file_records(tmp)}
+        (tmp / META).write_text(sealed_meta(meta))
         _publish(tmp, final, keep_last)
-    accelerator.wait_for_everyone()
-    return final
+
+
+def _on_every_process(accelerator: Accelerator, final: Path, work: Callable[[], Any]) -> None:
+    """Runs `work`, then agrees with every process on whether it raised an OSError anywhere;
+    if so, every process raises `CheckpointWriteError` and the unpublished files are removed."""
+    error = None
+    try:
+        work()
+    except OSError as err:
+        error = err
+    flag = torch.tensor([float(error is not None)], device=accelerator.device)
+    if accelerator.reduce(flag, "sum").item() == 0:
+        return
+    root = final.parent
+    if accelerator.is_main_process:
+        shutil.rmtree(root / f".tmp-{final.name}", ignore_errors=True)
+    pointer = root / LATEST
+    latest = pointer.read_text().strip() if pointer.is_file() else None
+    kept = f"`latest` still names {latest}" if latest else "no checkpoint was published before"
+    cause = f"on process {accelerator.process_index}: {error}" if error else "on another process"
+    raise CheckpointWriteError(
+        f"writing checkpoint {final} failed {cause}; {kept}. Free space (or fix the error) and rerun "
+        "with resume=auto"
+    ) from error
 
 
 def _fsync_tree(directory: Path) -> None:
@@ -148,10 +210,77 @@ def _publish(tmp: Path, final: Path, keep_last: int) -> None:
         os.fsync(f.fileno())
     os.replace(pointer, root / LATEST)
     _fsync_dir(root)
-    # after resuming from an older checkpoint, newer ones of the abandoned run sort after `final`
-    for old in complete_checkpoints(root)[:-keep_last]:
-        if old != final:
-            shutil.rmtree(old)
+    _prune(root, final, keep_last)
+
+
+def _prune(root: Path, final: Path, keep_last: int) -> None:
+    """Keeps `final` and the `keep_last - 1` newest other intact checkpoints (sizes checked); a
+    damaged one never counts as kept, so the last intact checkpoint is never deleted for it.
+    After resuming from an older checkpoint, newer ones of the abandoned run count too."""
+    others = [p for p in reversed(checkpoint_dirs(root)) if p != final]
+    kept = [p for p in others if _intact(p)][: keep_last - 1]
+    for old in others:
+        if old not in kept:
+            doomed = root / f".tmp-pruned-{old.name}"  # a crash mid-delete leaves no step-* behind
+            os.rename(old, doomed)
+            shutil.rmtree(doomed)
+
+
+def _intact(checkpoint: Path) -> bool:
+    try:
+        verify_checkpoint(checkpoint, checksums=False)
+    except DamagedCheckpointError:
+        return False
+    return True
+
+
+def start_checkpoint(
+    accelerator: Accelerator, out_dir: str | Path, *, resume: str | None, overwrite: bool, checksums: bool
+) -> Path | None:
+    """The checkpoint a run starts from, chosen on the main process and told to every process.
+
+    `resume="auto"`: the newest intact checkpoint (`find_checkpoint`), None if there is none.
+    `resume=PATH`: PATH, once verified. No `resume`: None, a fresh start, refused when `out_dir`
+    holds checkpoints unless `overwrite`, which moves them (and the metrics) aside first.
+
+    Raises:
+        CheckpointError: on every process, with the message of the main process.
+    """
+    outcome: list[tuple[str, str | None]] = [("", None)]
+    if accelerator.is_main_process:
+        try:
+            chosen = _choose(out_dir, resume, overwrite, checksums)
+            outcome = [("ok", None if chosen is None else str(chosen))]
+        except CheckpointError as err:
+            outcome = [("error", str(err))]
+    kind, value = broadcast_object_list(outcome)[0]
+    if kind == "error":
+        raise CheckpointError(value)
+    return None if value is None else Path(value)
+
+
+def _choose(out_dir: str | Path, resume: str | None, overwrite: bool, checksums: bool) -> Path | None:
+    if resume == "auto":
+        return find_checkpoint(out_dir, checksums)
+    if resume is not None:
+        if not Path(resume).is_dir():
+            raise CheckpointError(f"resume={resume}: no such checkpoint directory")
+        try:
+            verify_checkpoint(Path(resume), checksums)
+        except DamagedCheckpointError as err:
+            raise CheckpointError(
+                f"resume={resume} is damaged: {err}; resume=auto falls back to the newest intact checkpoint"
+            ) from err
+        return Path(resume)
+    refuse_overwrite(out_dir, resume, overwrite)
+    if overwrite and checkpoint_root(out_dir).is_dir():
+        aside = Path(out_dir) / f"replaced-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+        aside.mkdir()
+        for name in (CHECKPOINTS, METRICS_FILE):
+            if (Path(out_dir) / name).exists():
+                os.rename(Path(out_dir) / name, aside / name)
+        logger.warning("overwrite=true: moved the previous run's checkpoints and metrics to %s", aside)
+    return None
 
 
 def load_checkpoint(

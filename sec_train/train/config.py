@@ -119,8 +119,15 @@ class TrainConfig:
     keep_last: int = 3
     """Checkpoints kept under `out_dir`; older ones are deleted (>= 1)."""
     resume: str | None = None
-    """None, "auto" (the newest complete checkpoint under `out_dir`, or a fresh start if there is
-    none) or a checkpoint path: restores weights, optimizer, scheduler, RNG and data position."""
+    """None, "auto" (the newest intact checkpoint under `out_dir`, passing over damaged ones with
+    a warning, or a fresh start if there is none) or a checkpoint path (an error if damaged):
+    restores weights, optimizer, scheduler, RNG and data position."""
+    overwrite: bool = False
+    """Without `resume`, a run refuses an `out_dir` that already holds checkpoints; true starts
+    afresh there after moving the old checkpoints and metrics to `out_dir/replaced-<UTC time>/`."""
+    verify_checksums: bool = True
+    """Resume compares each checkpoint file's CRC-32 with its `meta.json` (sizes are always
+    compared); false skips reading the whole checkpoint twice, e.g. on slow storage."""
     max_nonfinite: int = 5
     """Non-finite losses in a row (each skipped) before the run stops (>= 1)."""
 
@@ -130,6 +137,8 @@ class TrainConfig:
             check(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
         check(self.max_nonfinite >= 1, "max_nonfinite", self.max_nonfinite, ">= 1")
         check(self.val_every >= 0, "val_every", self.val_every, ">= 0")
+        if self.overwrite and self.resume is not None:
+            raise ValueError(f"overwrite=true starts afresh, resume={self.resume} continues: choose one")
         if self.val_max_videos is not None:
             check(self.val_max_videos >= 1, "val_max_videos", self.val_max_videos, ">= 1 or null")
 

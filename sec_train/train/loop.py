@@ -8,12 +8,11 @@ from pathlib import Path
 import torch
 from accelerate.utils import DistributedType, set_seed
 
-from sec_train.checkpoint_layout import find_checkpoint
 from sec_train.data.loader import Loader, build_loader
 from sec_train.model.build import build_trainable_model
 from sec_train.model.sec import SeCModel
 from sec_train.train.accel import init_process_group, make_accelerator
-from sec_train.train.checkpoint import Stateful, load_checkpoint, save_checkpoint
+from sec_train.train.checkpoint import Stateful, load_checkpoint, save_checkpoint, start_checkpoint
 from sec_train.train.config import TrainConfig, to_yaml
 from sec_train.train.optim import build_optimizer, build_scheduler
 from sec_train.train.rng import RNGState
@@ -158,13 +157,17 @@ class Trainer:
         """Restores the checkpoint at `path` (every process calls this)."""
         load_checkpoint(self.accelerator, path, self.checkpoint_states())
 
-    def resume_path(self) -> Path | None:
-        """The checkpoint `cfg.resume` names ("auto": the newest under `out_dir`, if any)."""
-        if self.cfg.resume is None:
-            return None
-        if self.cfg.resume == "auto":
-            return find_checkpoint(self.cfg.out_dir)
-        return Path(self.cfg.resume)
+    def start_checkpoint(self) -> Path | None:
+        """The verified checkpoint `cfg.resume` names ("auto": the newest intact one under
+        `out_dir`, if any); None for a fresh start (see `checkpoint.start_checkpoint`)."""
+        cfg = self.cfg
+        return start_checkpoint(
+            self.accelerator,
+            cfg.out_dir,
+            resume=cfg.resume,
+            overwrite=cfg.overwrite,
+            checksums=cfg.verify_checksums,
+        )
 
     def validate(self) -> dict[str, float]:
         """J&F on `cfg.data.val` with the current weights, on every process (ZeRO-3 needs all of
@@ -187,7 +190,7 @@ class Trainer:
         cfg, acc, loader = self.cfg, self.accelerator, self.loader
         if loader is None:
             raise ValueError("data.train is empty: name the shard directories (data.train=[DIR,...])")
-        path = self.resume_path()
+        path = self.start_checkpoint()
         if path is not None:
             self.restore(path)
         logger = RunLogger(cfg, acc.is_main_process, self.step)
