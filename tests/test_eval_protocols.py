@@ -29,7 +29,9 @@ def ref_boundary(seg: np.ndarray) -> np.ndarray:
     seg = seg.astype(bool)
     h, w = seg.shape
     b = np.zeros_like(seg)
-    b[:-1, :-1] = (seg[:-1, :-1] != seg[:-1, 1:]) | (seg[:-1, :-1] != seg[1:, :-1]) | (seg[:-1, :-1] != seg[1:, 1:])
+    b[:-1, :-1] = (
+        (seg[:-1, :-1] != seg[:-1, 1:]) | (seg[:-1, :-1] != seg[1:, :-1]) | (seg[:-1, :-1] != seg[1:, 1:])
+    )
     b[-1, :-1] = seg[-1, :-1] != seg[-1, 1:]
     b[:-1, -1] = seg[:-1, -1] != seg[1:, -1]
     return b
@@ -129,7 +131,9 @@ def ref_sav(gt_root, pred_root, videos, skip=True, scene_info=None, test_name="o
                 span = scene_info.get(video, {}).get(test_name, [])
                 if len(span) > 0:
                     init = frames[0]
-                    frames = [f for f in frames if f"{int(span[0]):05d}.png" <= f < f"{int(span[1]) + 1:05d}.png"]
+                    frames = [
+                        f for f in frames if f"{int(span[0]):05d}.png" <= f < f"{int(span[1]) + 1:05d}.png"
+                    ]
                     if init not in frames:
                         frames = [init] + frames
                 elif test_name != "first_segment":
@@ -277,7 +281,9 @@ def test_sav_protocol_on_per_object_pngs_equals_sav_evaluator(tmp_path, capsys):
 
 
 def test_sav_protocol_on_palettes_scores_objects_from_their_first_appearance(tmp_path, capsys):
-    gt, pred = make_palette(tmp_path, np.random.default_rng(4), videos=2, frames=8, void=False, late_object=True)
+    gt, pred = make_palette(
+        tmp_path, np.random.default_rng(4), videos=2, frames=8, void=False, late_object=True
+    )
     result = run_eval(capsys, "--predictions", pred, "--data", gt, "--protocol", "sav")
     assert_matches(result, ref_summary(ref_sav(gt / "Annotations", pred, ["v0", "v1"])))
 
@@ -289,7 +295,9 @@ def test_secvos_segments_equal_sav_evaluator_slicing(tmp_path, capsys):
         "sav_1": {"first_segment": [0, 23], "second_segment": [24, 44]},  # no third segment
     }  # sav_2 has no entry: scored whole in the first segment, left out of the others
     (tmp_path / "scene_info.json").write_text(json.dumps(scene_info))
-    result = run_eval(capsys, "--predictions", pred, "--data", gt, "--scene-info", tmp_path / "scene_info.json")
+    result = run_eval(
+        capsys, "--predictions", pred, "--data", gt, "--scene-info", tmp_path / "scene_info.json"
+    )
     root, videos = gt / "Annotations_6fps", ["sav_0", "sav_1", "sav_2"]
     assert_matches(result, ref_summary(ref_sav(root, pred, videos)))
     for segment, count in (("first_segment", 9), ("second_segment", 6), ("remain_segments", 3)):

@@ -51,12 +51,14 @@ def plot_jf_per_video(results: Results, path: Path) -> None:
 def plot_j_over_time(video: VideoScores, path: Path) -> None:
     """One panel per object: J on each scored frame, scene changes and LVLM calls marked."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(
         len(video.tracks), 1, figsize=(12, 2.4 * len(video.tracks) + 0.8), dpi=DPI, sharex=True, squeeze=False
     )
     cuts = [_frame_number(f, -1) for f in video.scene_changes]
     calls = [_frame_number(f, -1) for f in video.lvlm_frames]
-    for ax, track in zip(axes[:, 0], video.tracks):
+    for row, (ax, track) in enumerate(zip(axes[:, 0], video.tracks)):
         x = [_frame_number(f, i) for i, f in enumerate(track.frames)]
         ax.plot(x, track.j, marker=".", color="#4c72b0", label="J")
         for i, cut in enumerate(cuts):
@@ -66,8 +68,10 @@ def plot_j_over_time(video: VideoScores, path: Path) -> None:
         ax.set_ylim(0, 1.08)
         ax.set_ylabel(f"J, object {track.name}")
         ax.set_title(f"{video.name} object {track.name}: mean J {np.mean(track.j):.3f}", fontsize=10)
-        ax.legend(loc="lower left", fontsize=8)
+        if row == 0:
+            ax.legend(loc="lower left", fontsize=8)
     axes[-1, 0].set_xlabel("frame")
+    axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
