@@ -27,7 +27,6 @@ def ref_boundary(seg: np.ndarray) -> np.ndarray:
     """DAVIS `_seg2bmap`: a pixel differs from its east, south or south-east neighbour; on the
     last row only east counts, on the last column only south, the corner never."""
     seg = seg.astype(bool)
-    h, w = seg.shape
     b = np.zeros_like(seg)
     b[:-1, :-1] = (
         (seg[:-1, :-1] != seg[:-1, 1:]) | (seg[:-1, :-1] != seg[1:, :-1]) | (seg[:-1, :-1] != seg[1:, 1:])
