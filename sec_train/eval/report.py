@@ -17,7 +17,12 @@ DPI = 100
 
 
 def _pyplot():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise ImportError(
+            "the report pictures need matplotlib: pip install 'sec-train[eval]', or pass --no-report"
+        ) from err
 
     matplotlib.use("Agg")  # files only: no display on a cluster node
     import matplotlib.pyplot as plt
