@@ -23,7 +23,7 @@ from PIL import Image
 
 from sec_train.eval import cli
 from sec_train.infer.overlay import save_palette_png
-from sec_train.infer.video import read_binary_mask
+from sec_train.infer.video import read_binary_mask, read_labels
 from sec_train.model.config import ModelConfig
 from sec_train.model.sec import build_sec_model
 from sec_train.model.weights import save_model_dir
@@ -170,3 +170,32 @@ def test_report_pictures_are_written_large(checkpoint, davis, tmp_path, capsys):
     with Image.open(out / "report" / "j_over_time" / "a.png") as curves:
         assert curves.width >= 1000 and curves.height >= 2 * 200  # a panel per object
     assert (out / "global_results-all.csv").is_file() and (out / "per-sequence_results-all.csv").is_file()
+
+
+def test_predict_only_prompts_objects_that_appear_later_in_palette_videos(checkpoint, tmp_path, capsys):
+    """YouTube-VOS / MOSE validation: only the frames where objects first appear are annotated,
+    the scores come from a server; the predictions are written for every frame."""
+    _write_davis(tmp_path / "ytvos", "v", num_frames=5)
+    annotations = tmp_path / "ytvos" / "Annotations" / "v"
+    for t in (1, 3, 4):
+        (annotations / f"{t:05d}.png").unlink()
+    late = read_labels(annotations / "00002.png")
+    save_palette_png(np.where(late == 5, 5, 0).astype(np.uint8), annotations / "00002.png")  # object 5 joins
+    first = read_labels(annotations / "00000.png")
+    save_palette_png(np.where(first == 2, 2, 0).astype(np.uint8), annotations / "00000.png")
+    out = tmp_path / "out"
+    argv = [
+        "--checkpoint",
+        checkpoint,
+        "--sam2-only",
+        "--data",
+        tmp_path / "ytvos",
+        "--save",
+        out,
+        "--predict-only",
+    ]
+    assert cli.main([str(a) for a in argv]) == 0
+    assert f"predictions of 1 videos in {out / 'predictions'}" in capsys.readouterr().out
+    predicted = [read_labels(out / "predictions" / "v" / f"{t:05d}.png") for t in range(5)]
+    assert not any((p == 5).any() for p in predicted[:2]) and (predicted[2] == 5).any()
+    assert (predicted[0] == 2).sum() == 20 * 20  # the prompt frame is its annotation

@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="where the CSV files and report go (default: --save, or PRED_DIR-eval)")
     parser.add_argument("--num-chunks", type=int, default=1, help="split the videos into N jobs")
     parser.add_argument("--chunk-id", type=int, default=0, help="the job this process is")
+    parser.add_argument(
+        "--predict-only",
+        action="store_true",
+        help="write predictions, score nothing: benchmarks scored on a server (MOSE, YouTube-VOS)",
+    )
     parser.add_argument("--no-report", action="store_true", help="skip the report pictures")
     parser.add_argument("--json", action="store_true", help="end with one line of JSON scores")
     return parser
@@ -153,7 +158,9 @@ class _ModelRun:
                 write_prediction(self.out / PREDICTIONS_DIR, video, t, labels)
                 if self.annotations is None and t in video.annotations:
                     predicted[video.frame_name(t)] = labels
-        if self.annotations is None:
+        if self.args.predict_only:
+            scores = VideoScores(video.name, [])
+        elif self.annotations is None:
             skip = self.args.skip_first_and_last
             scores = VideoScores(video.name, _shard_tracks(video, predicted, self.protocol, skip))
         else:
@@ -198,6 +205,9 @@ def evaluate_checkpoint(args: argparse.Namespace, out: Path, scene_info: dict | 
             "chunk to finish scores them all (or rerun any chunk once they are done)."
         )
         return None
+    if args.predict_only:
+        print(f"predictions of {len(names)} videos in {out / PREDICTIONS_DIR}")
+        return None
     return Results(load_progress(out, names))
 
 
@@ -209,18 +219,31 @@ def _output_dir(args: argparse.Namespace) -> Path:
     return Path(args.save)
 
 
-def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+def _check(args: argparse.Namespace) -> None:
+    """Option combinations that cannot work fail before anything runs."""
     if (args.predictions is None) == (args.checkpoint is None):
         raise SystemExit(
             "sec-train eval: give --checkpoint (evaluate a model) or --predictions (score a folder)"
         )
-    if (
-        args.checkpoint
-        and args.save is None
-        and (args.num_chunks > 1 or int(os.environ.get("WORLD_SIZE", 1)) > 1)
-    ):
-        raise SystemExit("sec-train eval: a split evaluation needs --save OUT, a folder all processes share")
+    split = args.num_chunks > 1 or int(os.environ.get("WORLD_SIZE", 1)) > 1
+    if args.checkpoint and args.save is None and (split or args.predict_only):
+        raise SystemExit(
+            "sec-train eval: a split or --predict-only run needs --save OUT (shared by all processes)"
+        )
+
+
+def _write_outputs(results: Results, args: argparse.Namespace) -> None:
+    """The DAVIS toolkit's CSV files and the report pictures, where `_output_dir` says."""
+    out = _output_dir(args)
+    written = results.write_csv(out, args.subset or "all")
+    if not args.no_report:
+        written.append(write_report(results, out))
+    print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    _check(args)
     scene_info = json.loads(Path(args.scene_info).read_text()) if args.scene_info else None
     with tempfile.TemporaryDirectory(prefix="sec_eval_") as scratch:
         if args.predictions:
@@ -231,11 +254,7 @@ def main(argv: list[str]) -> int:
             return 0
         print(results.table())
         if args.save or args.predictions or args.out:
-            out = _output_dir(args)
-            written = results.write_csv(out, args.subset or "all")
-            if not args.no_report:
-                written.append(write_report(results, out))
-            print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+            _write_outputs(results, args)
         if args.json:
             print(results.json_line())
     return 0
