@@ -18,28 +18,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from sec_train.eval import cli
 from sec_train.infer.overlay import save_palette_png
 from sec_train.infer.video import read_binary_mask, read_labels
-from sec_train.model.config import ModelConfig
-from sec_train.model.sec import build_sec_model
-from sec_train.model.weights import save_model_dir
-from tests.test_predict import _write_davis
+from tests import test_predict
 from tests.test_propagate import synthetic_video
 
 ROOT = Path(__file__).resolve().parents[1]
 VIDEOS = ["a", "b", "c"]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("toy_model")
-    save_model_dir(build_sec_model(ModelConfig(mode="fused")), directory)
-    return directory
+checkpoint = test_predict.checkpoint  # the saved toy model, a module fixture
+_write_davis = test_predict._write_davis
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +95,7 @@ def test_accelerate_launch_two_processes_gives_the_numbers_of_one(checkpoint, da
     assert sorted(p.stem for p in (out / "progress").iterdir()) == VIDEOS
 
 
+@pytest.mark.slow
 def test_a_killed_evaluation_resumes_without_redoing_finished_videos(
     checkpoint, davis, single, tmp_path, capsys
 ):
@@ -163,7 +154,7 @@ def test_per_object_layout_is_predicted_in_its_own_layout_and_scored_as_sav(chec
 
 def test_report_pictures_are_written_large(checkpoint, davis, tmp_path, capsys):
     out = tmp_path / "report_run"
-    args = ["--checkpoint", checkpoint, "--data", davis, "--save", out, "--max-videos", "2"]
+    args = ["--checkpoint", checkpoint, "--data", davis, "--save", out, "--max-videos", "1"]
     assert cli.main([str(a) for a in args]) == 0  # with the LVLM: scene changes and calls marked
     with Image.open(out / "report" / "jf_per_video.png") as bars:
         assert bars.width >= 1000 and bars.height >= 400

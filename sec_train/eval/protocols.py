@@ -69,7 +69,10 @@ def davis_tracks(
         read_pred (`ReadLabels`): predicted labels of a frame.
     """
     if len(frames) < 3:
-        raise ValueError(f"{video}: the DAVIS protocol needs 3 annotated frames, found {len(frames)}")
+        raise ValueError(
+            f"{video}: the DAVIS protocol needs 3 annotated frames, found {len(frames)} (ground truth "
+            "withheld for a server? --predict-only)"
+        )
     num_objects = int(read_gt(frames[0]).max())
     scored = frames[1:-1]
     tracks = [ObjectTrack(str(obj), list(scored), [], []) for obj in range(1, num_objects + 1)]
