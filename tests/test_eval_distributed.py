@@ -78,6 +78,9 @@ def test_chunks_give_the_numbers_of_one_process(checkpoint, davis, single, tmp_p
     result = _eval(capsys, checkpoint, davis, *args, "--chunk-id", "1")
     assert result == single
     assert single["num_objects"] == 15 and 0 < single["J&F"] < 1
+    # progress made with other options is never mixed in
+    with pytest.raises(ValueError, match=r"another evaluation \(differs in \['bank_size'\]\)"):
+        _eval(capsys, checkpoint, davis, *args, "--bank-size", "3")
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -39,12 +40,13 @@ from sec_train.eval.datasets import (
 from sec_train.eval.distributed import (
     PREDICTIONS_DIR,
     Partition,
+    check_run_options,
     is_finished,
     load_progress,
     save_progress,
     wait_for,
 )
-from sec_train.eval.protocols import DAVIS, PROTOCOLS, SAV, davis_tracks, sav_tracks
+from sec_train.eval.protocols import DAVIS, PROTOCOLS, SAV, ObjectTrack, davis_tracks, sav_tracks
 from sec_train.eval.report import write_report
 from sec_train.eval.score import Results, VideoScores, matched_videos, score_video
 from sec_train.infer.overlay import write_prediction
@@ -120,7 +122,9 @@ def score_predictions(args: argparse.Namespace, scene_info: dict | None) -> Resu
     return Results(scores)
 
 
-def _shard_tracks(video: Video, predicted: dict[str, object], protocol: str, skip: bool):
+def _shard_tracks(
+    video: Video, predicted: dict[str, np.ndarray], protocol: str, skip: bool
+) -> list[ObjectTrack]:
     """A shard video scored in memory: its stored frames are its annotated frames."""
     position = {video.frame_name(t): t for t in video.annotations}
     frames = sorted(position, key=position.get)
@@ -177,11 +181,23 @@ class _ModelRun:
         save_progress(self.out, scores)
 
 
+def _run_options(args: argparse.Namespace, protocol: str) -> dict:
+    """What decides a run's predictions and scores (chunking and --max-videos do not)."""
+    keys = ("checkpoint", "data", "subset", "layout", "sam2_only", "scene_threshold", "bank_size", "dtype")
+    options = {key: getattr(args, key) for key in keys}
+    options["checkpoint"] = str(Path(args.checkpoint).resolve())
+    options["data"] = str(Path(args.data).resolve())
+    options.update(protocol=protocol, skip_first_and_last=args.skip_first_and_last)
+    options.update(scene_info=args.scene_info, predict_only=args.predict_only)
+    return options
+
+
 def evaluate_checkpoint(args: argparse.Namespace, out: Path, scene_info: dict | None) -> Results | None:
     """This process's share of the videos; the gathered results on the process that scores
     (rank 0, once every video is finished), None on the others."""
     partition = Partition.from_env(args.num_chunks, args.chunk_id)
     run = _ModelRun(args, out, scene_info)
+    check_run_options(out, _run_options(args, run.protocol))
     names = []
     videos = itertools.islice(open_videos(args.data, args.subset, args.layout), args.max_videos)
     bar = tqdm(

@@ -7,6 +7,7 @@ writes each of its videos' predictions under `OUT/predictions/` and then its sco
 `OUT/progress/<video>.json`, the last file of a video: a video with one is finished, and a
 rerun skips it. Rank 0 of a chunk waits for its chunk's files (the output folder must be
 shared by the nodes) and, once every video is finished, gathers and scores them all.
+`OUT/run.json` records the model and options, so a rerun with other ones is refused.
 No collective op is used, so uneven video lengths never time out a barrier.
 """
 
@@ -22,6 +23,7 @@ from sec_train.eval.score import VideoScores
 
 PROGRESS_DIR = "progress"
 PREDICTIONS_DIR = "predictions"
+RUN_FILE = "run.json"
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,25 @@ class Partition:
     def in_chunk(self, index: int) -> bool:
         """Whether video `index` belongs to this process's chunk."""
         return (index % self.workers) // self.world_size == self.chunk_id
+
+
+def check_run_options(out: Path, options: dict) -> None:
+    """Records what a run evaluates in `OUT/run.json`, or checks a resumed run matches it:
+    progress made with another model or other options must not be mixed in."""
+    path = out / RUN_FILE
+    if path.is_file():
+        recorded = json.loads(path.read_text())
+        changed = sorted(k for k in options.keys() | recorded.keys() if options.get(k) != recorded.get(k))
+        if changed:
+            raise ValueError(
+                f"{out} holds the progress of another evaluation (differs in {changed}); "
+                "use a new --save folder, or delete its progress/ to start over"
+            )
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{RUN_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(options, indent=2, sort_keys=True))
+    tmp.replace(path)
 
 
 def progress_path(out: Path, video: str) -> Path:
