@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from sec_train.eval import cli
+from sec_train.infer import predict
 from sec_train.infer.overlay import save_palette_png
 from sec_train.infer.video import read_binary_mask, read_labels
 from tests import test_predict
@@ -193,3 +194,20 @@ def test_predict_only_prompts_objects_that_appear_later_in_palette_videos(checkp
     predicted = [read_labels(out / "predictions" / "v" / f"{t:05d}.png") for t in range(5)]
     assert not any((p == 5).any() for p in predicted[:2]) and (predicted[2] == 5).any()
     assert (predicted[0] == 2).sum() == 20 * 20  # the prompt frame is its annotation
+
+
+def test_predict_takes_a_per_object_annotation_folder_and_writes_that_layout(checkpoint, tmp_path):
+    _write_per_object(tmp_path / "sav", "sav_1", num_frames=4)
+    out = tmp_path / "out"
+    argv = [
+        "--checkpoint", checkpoint, "--sam2-only", "--no-overlays", "--out", out,
+        "--video", tmp_path / "sav" / "JPEGImages_24fps" / "sav_1",
+        "--mask", tmp_path / "sav" / "Annotations_6fps" / "sav_1",
+    ]  # fmt: skip
+    assert predict.main([str(a) for a in argv]) == 0
+    masks = out / "masks" / "sav_1"
+    assert sorted(p.relative_to(masks).as_posix() for p in masks.rglob("*.png")) == [
+        f"{k:03d}/{t:05d}.png" for k in range(2) for t in range(4)
+    ]
+    assert read_binary_mask(masks / "000" / "00000.png").sum() == 20 * 20  # the prompt
+    assert json.loads((out / "summary.json").read_text())["objects"] == ["000", "001"]

@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
     summary = {
         "video": str(args.video),
         "frames": stats.num_frames,
-        "objects": video.object_ids(),
+        "objects": [video.object_names.get(i, i) for i in video.object_ids()],  # per-object: folder names
         "concept_guidance": propagator.config.use_concept,
         "scene_changes": stats.scene_changes,
         "lvlm_calls": stats.lvlm_calls,
