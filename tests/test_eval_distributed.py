@@ -165,6 +165,11 @@ def test_report_pictures_are_written_large(checkpoint, davis, tmp_path, capsys):
     with Image.open(out / "report" / "j_over_time" / "a.png") as curves:
         assert curves.width >= 1000 and curves.height >= 2 * 200  # a panel per object
     assert (out / "global_results-all.csv").is_file() and (out / "per-sequence_results-all.csv").is_file()
+    # scoring those predictions again takes the run's scene changes and LVLM calls along
+    capsys.readouterr()
+    rescored = _eval(capsys, None, davis, "--predictions", out / "predictions", "--protocol", "sav")
+    assert list(rescored["videos"]) == ["a"]  # not strict: the videos predicted
+    assert rescored["videos"]["a"]["scene_changes"] == ["00004"] and rescored["lvlm_calls"] == 1
 
 
 def test_predict_only_prompts_objects_that_appear_later_in_palette_videos(checkpoint, tmp_path, capsys):

@@ -39,6 +39,7 @@ from sec_train.eval.datasets import (
 )
 from sec_train.eval.distributed import (
     PREDICTIONS_DIR,
+    PROGRESS_DIR,
     Partition,
     check_run_options,
     is_finished,
@@ -115,11 +116,21 @@ def score_predictions(args: argparse.Namespace, scene_info: dict | None) -> Resu
     protocol = _protocol(args, args.layout or detect_layout(annotations))
     pred_root = Path(args.predictions)
     videos = matched_videos(annotations, pred_root, names, args.strict or protocol == DAVIS)
-    scores = [
-        score_video(annotations / v, pred_root / v, protocol, args.skip_first_and_last, scene_info)
-        for v in tqdm(videos[: args.max_videos], desc="score", unit="video")
-    ]
+    scores = []
+    for video in tqdm(videos[: args.max_videos], desc="score", unit="video"):
+        found = score_video(
+            annotations / video, pred_root / video, protocol, args.skip_first_and_last, scene_info
+        )
+        _add_run_marks(found, pred_root.parent / PROGRESS_DIR / f"{video}.json")
+        scores.append(found)
     return Results(scores)
+
+
+def _add_run_marks(scores: VideoScores, progress: Path) -> None:
+    """The scene changes and LVLM calls of the `--save` run that wrote the predictions, if any."""
+    if progress.is_file():
+        run = json.loads(progress.read_text())
+        scores.scene_changes, scores.lvlm_frames = run["scene_changes"], run["lvlm_frames"]
 
 
 def _shard_tracks(

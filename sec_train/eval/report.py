@@ -14,6 +14,7 @@ import numpy as np
 from sec_train.eval.score import Results, VideoScores
 
 DPI = 100
+MAX_BARS = 200  # past this the bar chart shows the worst videos: a taller one is not read
 
 
 def _pyplot():
@@ -35,10 +36,12 @@ def _frame_number(name: str, fallback: int) -> int:
 
 
 def plot_jf_per_video(results: Results, path: Path) -> None:
-    """Horizontal bars of J&F per video, worst at the top, the dataset mean as a line."""
+    """Horizontal bars of J&F per video, worst at the top (the `MAX_BARS` worst), the dataset
+    mean as a line."""
     plt = _pyplot()
     rows = results.as_json()
-    videos = sorted(rows["videos"].items(), key=lambda item: item[1]["J&F"])
+    ranked = sorted(rows["videos"].items(), key=lambda item: item[1]["J&F"])
+    videos = ranked[:MAX_BARS]
     height = max(4.0, 0.28 * len(videos) + 1.5)
     fig, ax = plt.subplots(figsize=(11, height), dpi=DPI)
     ax.barh([name for name, _ in videos], [row["J&F"] for _, row in videos], color="#4c72b0")
@@ -47,7 +50,8 @@ def plot_jf_per_video(results: Results, path: Path) -> None:
     ax.set_xlabel("J&F")
     ax.invert_yaxis()
     ax.legend(loc="lower right")
-    ax.set_title(f"J&F per video ({len(videos)} videos, {int(rows['num_objects'])} objects)")
+    shown = f"the {len(videos)} worst of {len(ranked)}" if len(videos) < len(ranked) else str(len(ranked))
+    ax.set_title(f"J&F per video ({shown} videos, {int(rows['num_objects'])} objects)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
