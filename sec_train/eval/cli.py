@@ -99,6 +99,8 @@ def _gt_annotations(data: str, subset: str | None) -> tuple[Path, list[str] | No
     """The annotation folder and the video names (None: all) that `--data` names."""
     path = Path(data)
     if path.is_dir() and annotation_dir(path) is None and not (path / "index.json").is_file():
+        if subset is not None:
+            raise ValueError(f"--subset applies to a dataset root; {path} is an annotation folder")
         return path, None  # an annotation folder itself
     source = folder_source(data, subset)
     if source is None:
