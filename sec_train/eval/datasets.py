@@ -55,7 +55,7 @@ def dataset_dirs(root: Path) -> tuple[Path, Path] | None:
     return images, annotations
 
 
-def is_davis_root(root: Path) -> bool:
+def is_dataset_root(root: Path) -> bool:
     return dataset_dirs(root) is not None
 
 
@@ -112,7 +112,7 @@ def list_root(path: Path) -> Path | None:
     """The dataset root a video list file belongs to: DAVIS's `ROOT/ImageSets/2017/x.txt`, or a
     list beside the data (SA-V's `sav_val/sav_val.txt`, SeCVOS's `video_id.txt`)."""
     for root in (path.parent, *path.parents[2:3]):
-        if is_davis_root(root):
+        if is_dataset_root(root):
             return root
     return None
 
@@ -151,7 +151,7 @@ def folder_source(data: str | Path, subset: str | None = None) -> tuple[Path, li
         if subset is not None:
             raise ValueError(f"{path} already names the videos; --subset applies to a dataset root")
         return root, read_listing(path)
-    if is_davis_root(path):
+    if is_dataset_root(path):
         names = None if subset is None else read_listing(path / "ImageSets" / "2017" / f"{subset}.txt")
         return path, names
     if (path / INDEX_NAME).is_file():
