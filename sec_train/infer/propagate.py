@@ -20,13 +20,14 @@ import torch.nn.functional as F
 
 from sec_train.data.collate import PAD_MULTIPLE
 from sec_train.data.images import resize_chw, resize_image, to_chw
-from sec_train.data.prompts import INFERENCE_ANSWER, INFERENCE_QUESTION, tokenize_conversation, user_message
+from sec_train.data.prompts import tokenize_conversation, user_message
 from sec_train.infer.keyframes import DEFAULT_BANK_SIZE, KeyframeBank
 from sec_train.infer.scene import DEFAULT_THRESHOLD, SceneChangeDetector
 from sec_train.infer.video import Video
 from sec_train.model.sam2 import normalize_images
 from sec_train.model.sec import SeCModel
 from sec_train.model.tracker import FrameFeatures, FrameOutput, TrackState
+from sec_train.tokens import INFERENCE_ANSWER, INFERENCE_QUESTION
 
 
 @dataclass
