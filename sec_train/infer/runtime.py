@@ -22,11 +22,11 @@ from sec_train.model.weights import CONFIG_FILE, load_model_config
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser, checkpoint_required: bool = True) -> None:
     """The checkpoint, device and propagation options of both commands."""
     parser.add_argument(
         "--checkpoint",
-        required=True,
+        required=checkpoint_required,
         help="a SeC model dir, a training checkpoint, or a run dir (its latest checkpoint)",
     )
     parser.add_argument(
