@@ -4,7 +4,9 @@
 
 Each video is propagated from each object's first annotation (SeC, or plain SAM 2 with
 `--sam2-only`) and scored on its annotated frames with the DAVIS semi-supervised protocol.
-`evaluate_model` is the same evaluation for the trainer's periodic validation.
+`evaluate_model` is the same evaluation for the trainer's periodic validation. As SeC's VOS
+inference script by default, holes are not filled (`--fill-hole-area 8` is the predictor's
+post-processing) and an overlap goes to the highest logit.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ from sec_train.infer.runtime import (
 )
 from sec_train.infer.video import Video
 from sec_train.model.sec import SeCModel
+
+# SeC's vos_inference.py runs without post-processing unless given --apply_postprocessing
+# (vos_evaluation/vos_inference.py:310,356; its documented commands do not give it)
+EVAL_FILL_HOLE_AREA = 0
 
 
 @dataclass
@@ -111,7 +117,8 @@ def evaluate_model(
     was_training = model.training
     model.eval()
     try:
-        propagator = SeCPropagator(model, PropagationConfig(use_concept=use_concept))
+        config = PropagationConfig(use_concept=use_concept, fill_hole_area=EVAL_FILL_HOLE_AREA)
+        propagator = SeCPropagator(model, config)
         return evaluate_videos(propagator, open_videos(data), max_videos).summary()
     finally:
         model.train(was_training)
@@ -137,7 +144,7 @@ def format_table(result: EvalResult) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sec-train eval", description=__doc__.split("\n")[0])
-    add_model_arguments(parser)
+    add_model_arguments(parser, fill_hole_area=EVAL_FILL_HOLE_AREA)
     parser.add_argument(
         "--data", required=True, help="DAVIS-style root (JPEGImages/, Annotations/) or shard dir"
     )

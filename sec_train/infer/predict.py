@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sec_train.infer.overlay import save_overlay_png, save_palette_png
-from sec_train.infer.propagate import PropagationStats, SeCPropagator
+from sec_train.infer.propagate import RELEASED_FILL_HOLE_AREA, PropagationStats, SeCPropagator
 from sec_train.infer.runtime import (
     add_model_arguments,
     autocast,
@@ -42,7 +42,7 @@ def prompt_labels(path: Path) -> np.ndarray:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sec-train predict", description=__doc__.split("\n")[0])
-    add_model_arguments(parser)
+    add_model_arguments(parser, fill_hole_area=RELEASED_FILL_HOLE_AREA)
     parser.add_argument("--video", required=True, help="folder of frames (.jpg/.png, in name order)")
     parser.add_argument(
         "--mask", required=True, help="first frame's mask PNG: object ids, or a 0/255 binary mask"

@@ -62,5 +62,8 @@ class ModelConfig:
     # recompute the LVLM's layer activations in backward: real sizes need it at batch 8 per GPU
     activation_checkpointing: bool = False
     stage1_tracked_frames: int = 8  # later frames tracked from memory; the rest get GT masks as input
+    # which earlier frames tracking reads in training (see `Sam2Tracker`): "recent" as SAM 2's and
+    # SeC's trainers do; "reliable" as SeC's released predictor (inference uses it regardless)
+    memory_selection: Literal["recent", "reliable"] = "recent"
     trainable: TrainableConfig = field(default_factory=TrainableConfig)
     loss: LossConfig = field(default_factory=LossConfig)
