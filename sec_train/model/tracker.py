@@ -512,7 +512,8 @@ class Sam2Tracker:
         )
         # Masks feeding memory make a hard object / no-object choice, as SAM 2 does.
         appearing = object_score_logits > 0
-        low_res = torch.where(appearing[:, :, None, None], low_res, NO_OBJ_SCORE)
+        # float32 logits from here, as SAM 2 keeps them for the loss under bf16 autocast
+        low_res = torch.where(appearing[:, :, None, None], low_res, NO_OBJ_SCORE).float()
         high_res_multi = self._upsample(low_res)
         best = ious.argmax(dim=-1) if multimask else torch.zeros(n, dtype=torch.long, device=ious.device)
         token = tokens.gather(1, best.view(n, 1, 1).expand(-1, 1, tokens.shape[-1]))[:, 0]
@@ -533,19 +534,20 @@ class Sam2Tracker:
     ) -> FrameOutput:
         """Takes a given mask [N, S, S] as the frame's output; the decoder only makes the pointer."""
         dtype, size = pix_feat.dtype, self.image_size
-        mask = mask.to(dtype).unsqueeze(1)
+        mask = mask.float().unsqueeze(1)
         if mask.shape[-2:] != (size, size):
-            mask = F.interpolate(mask.float(), size=(size, size), mode="bilinear", antialias=True).to(dtype)
+            mask = F.interpolate(mask, size=(size, size), mode="bilinear", antialias=True)
+        # float32 logits, as SAM 2's `_use_mask_as_output`
         high = mask * MASK_OUT_SCALE + MASK_OUT_BIAS
         low = F.interpolate(
-            high.float(), size=self.sam2.prompt_encoder.mask_input_size, mode="bilinear", antialias=True
-        ).to(dtype)
+            high, size=self.sam2.prompt_encoder.mask_input_size, mode="bilinear", antialias=True
+        )
         head = self._sam_heads(
             pix_feat,
             high_res,
             image_pe,
             self.mask_pointer_multimask,
-            mask_inputs=self.sam2.mask_downsample(mask),
+            mask_inputs=self.sam2.mask_downsample(mask.to(dtype)),
         )
         appearing = (mask.flatten(1) > 0).any(dim=1, keepdim=True)
         pointer = self._gate_pointer(head.object_pointer, appearing)
@@ -566,10 +568,9 @@ class Sam2Tracker:
         return gate * pointer + (1 - gate) * self.sam2.no_object_pointer
 
     def _upsample(self, low_res: torch.Tensor) -> torch.Tensor:
+        """Low-res logits -> float32 logits at the image size."""
         size = (self.image_size, self.image_size)
-        return F.interpolate(low_res.float(), size=size, mode="bilinear", align_corners=False).to(
-            low_res.dtype
-        )
+        return F.interpolate(low_res.float(), size=size, mode="bilinear", align_corners=False)
 
     # --- memory ---------------------------------------------------------------------------
 
@@ -584,7 +585,7 @@ class Sam2Tracker:
         # At inference a given mask is binarised; otherwise probabilities feed the encoder.
         probs = (masks > 0).to(masks.dtype) if out.from_mask and not sam2.training else torch.sigmoid(masks)
         probs = probs * self.config.sigmoid_scale_for_mem_enc + self.config.sigmoid_bias_for_mem_enc
-        features, pos = sam2.memory_encoder(self._to_map(top), probs)
+        features, pos = sam2.memory_encoder(self._to_map(top), probs.to(top.dtype))
         if sam2.occlusion_spatial_embedding_parameter is not None:
             absent = (out.object_score_logits <= 0).to(features.dtype)
             features = (
@@ -595,7 +596,7 @@ class Sam2Tracker:
             features = features.to(self.memory_dtype)
         return FrameMemory(
             features=features.flatten(2).permute(2, 0, 1),
-            pos=pos.to(masks.dtype).flatten(2).permute(2, 0, 1),
+            pos=pos.to(top.dtype).flatten(2).permute(2, 0, 1),
             object_pointer=out.object_pointer,
         )
 

@@ -67,7 +67,9 @@ class TrainConfig:
     position. `init_from` loads weights (a trainable checkpoint directory) into the model as it
     is built: alone it starts at step 0 with a fresh optimizer; with a resume, the checkpoint then
     restores everything that trains (weights frozen in this run keep their `init_from` values).
-    `precision` "auto" is bf16 on CUDA and fp32 on CPU. `deepspeed` names a DeepSpeed JSON whose
+    `precision` "auto" is fp32 on CPU; on CUDA, fp32 weights under bf16 autocast for stage 1 (as
+    SAM 2's trainer) and bf16 weights otherwise (SeC's stage-2 DeepSpeed); see
+    `sec_train.train.accel`. `deepspeed` names a DeepSpeed JSON whose
     "auto" values are filled from this recipe (None: plain accelerate).
     """
 
@@ -80,7 +82,7 @@ class TrainConfig:
     batch_size: int = 1
     grad_accum: int = 1
     max_steps: int = 1000
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    precision: Literal["auto", "bf16", "fp32_autocast_bf16", "fp32"] = "auto"
     deepspeed: str | None = None
     log_every: int = 10
     val_every: int = 0

@@ -13,7 +13,7 @@ from sec_train.data.loader import build_loader
 from sec_train.data.shards import Loader
 from sec_train.model.sec import SeCModel, build_sec_model
 from sec_train.model.trainable import apply_trainable
-from sec_train.train.accel import init_process_group, make_accelerator
+from sec_train.train.accel import forward_autocast, init_process_group, make_accelerator
 from sec_train.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from sec_train.train.config import TrainConfig, to_yaml
 from sec_train.train.logging import RunLogger, Throughput, flops_per_token, peak_flops
@@ -91,7 +91,8 @@ class Trainer:
         Raises:
             NonFiniteLossError: `cfg.max_nonfinite` non-finite losses in a row.
         """
-        losses = self.model(batch.to(self.accelerator.device, non_blocking=True))
+        with forward_autocast(self.cfg, self.accelerator.device):
+            losses = self.model(batch.to(self.accelerator.device, non_blocking=True))
         parts, finite = self._reduced_losses(losses)
         if not finite:
             self.nonfinite_total += 1
@@ -167,7 +168,11 @@ class Trainer:
         from sec_train.eval.evaluate import evaluate_model
 
         use_concept = self.cfg.model.mode != "stage1"
-        with torch.no_grad(), self.accelerator.autocast():
+        with (
+            torch.no_grad(),
+            self.accelerator.autocast(),
+            forward_autocast(self.cfg, self.accelerator.device),
+        ):
             scores = evaluate_model(
                 self.unwrapped, self.cfg.data.val, use_concept=use_concept, max_videos=self.cfg.val_max_videos
             )
