@@ -11,6 +11,8 @@ import pytest
 import torch
 from transformers.models.sam2_video.modeling_sam2_video import get_1d_sine_pe
 
+from sec_train.model.config import ModelConfig
+from sec_train.model.sec import build_sec_model
 from sec_train.model.tracker import Sam2Tracker
 from tests.test_tracker import SIZE, box_masks, random_sam2
 
@@ -177,3 +179,23 @@ def test_objects_with_different_reliable_frames_match_separate_runs():
 def test_unknown_selection_is_an_error():
     with pytest.raises(ValueError, match="memory_selection must be"):
         Sam2Tracker(random_sam2(), memory_selection="latest")
+
+
+def test_training_clips_read_reliable_frames_when_the_recipe_says_so():
+    """`model.memory_selection: reliable` reaches the training tracker: in a clip whose GT object
+    leaves on frames 2-4 (unreliable inputs), tracked frame 5 reads frames 1 and 4, not 2-4."""
+    assert build_sec_model(ModelConfig(mode="stage1")).tracker.memory_selection == "recent"
+    model = build_sec_model(ModelConfig(mode="stage1", sam2="toy", memory_selection="reliable"))
+    assert model.tracker.memory_selection == "reliable"
+    sam2 = random_sam2(num_maskmem=NUM_MASKMEM).train()
+    tracker = Sam2Tracker(sam2, memory_selection=model.tracker.memory_selection)
+    recorder = Recorder(sam2, tracker, [[(0.9, 1.0)]] * 6)
+    masks = box_masks(6)[:, :1].clone()
+    masks[2:5] = False
+    outputs = tracker.track_clip(tracker.encode_frames(torch.randn(6, 3, SIZE, SIZE)), masks, {5})
+    memory, _ = recorder.attended[-1]
+    hw = recorder.memories[0].features.shape[0]
+    expected = torch.cat([recorder.memories[t].features for t in (0, 1, 4)])
+    torch.testing.assert_close(memory[: 3 * hw], expected)
+    outputs[5].high_res_multimasks.sigmoid().mean().backward()
+    assert sam2.memory_attention.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0
