@@ -55,16 +55,13 @@ def _small_components(region: torch.Tensor, max_area: int) -> torch.Tensor:
     n, _, h, w = region.shape
     big = float(h * w + 1)  # stands for "not in the region"
     index = torch.arange(h * w, dtype=torch.float32, device=region.device).view(1, 1, h, w)
-    labels = torch.where(region, index.expand(n, 1, h, w), big)
-
-    def neighbour_min(x: torch.Tensor) -> torch.Tensor:
-        return -F.max_pool2d(-x, kernel_size=3, stride=1, padding=1)
-
+    outside = ~region
+    labels = index.expand(n, 1, h, w).masked_fill(outside, big)
     for _ in range(max_area):
-        labels = torch.where(region, torch.minimum(labels, neighbour_min(labels)), big)
+        labels = _pool3x3(labels, torch.minimum, big).masked_fill_(outside, big)
     # every region neighbour (and the pixel itself) carries the same label
-    low = neighbour_min(labels)
-    high = F.max_pool2d(torch.where(region, labels, -1.0), kernel_size=3, stride=1, padding=1)
+    low = _pool3x3(labels, torch.minimum, big)
+    high = _pool3x3(labels.masked_fill(outside, -1.0), torch.maximum, -1.0)
     agrees = region & (low == labels) & (high == labels)
     # per (object, label): pixel count and count of disagreeing pixels
     flat = (labels.long() + torch.arange(n, device=region.device).view(n, 1, 1, 1) * (h * w + 2)).flatten()
@@ -74,6 +71,14 @@ def _small_components(region: torch.Tensor, max_area: int) -> torch.Tensor:
     open_ = torch.bincount(flat[inside & ~agrees.flatten()], minlength=size)
     small = (area <= max_area) & (open_ == 0)
     return (small[flat] & inside).view(n, 1, h, w)
+
+
+def _pool3x3(x: torch.Tensor, op, fill: float) -> torch.Tensor:
+    """`op` (torch.minimum / maximum) over each pixel's 3x3 neighbourhood of [N, 1, H, W],
+    separably; outside the image counts as `fill` (cheaper than max_pool2d on the CPU)."""
+    p = F.pad(x, (1, 1, 1, 1), value=fill)
+    rows = op(op(p[..., :, :-2], p[..., :, 1:-1]), p[..., :, 2:])
+    return op(op(rows[..., :-2, :], rows[..., 1:-1, :]), rows[..., 2:, :])
 
 
 def compose_labels(

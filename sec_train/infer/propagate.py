@@ -29,6 +29,7 @@ from sec_train.infer.keyframes import DEFAULT_BANK_SIZE, KeyframeBank
 from sec_train.infer.postprocess import OverlapRule, compose_labels, fill_holes
 from sec_train.infer.scene import DEFAULT_THRESHOLD, SceneChangeDetector
 from sec_train.infer.video import Video
+from sec_train.model.config import MemorySelection
 from sec_train.model.sam2 import normalize_images
 from sec_train.model.sec import SeCModel
 from sec_train.model.tracker import (
@@ -36,7 +37,6 @@ from sec_train.model.tracker import (
     MASK_OUT_SCALE,
     FrameFeatures,
     FrameOutput,
-    MemorySelection,
     TrackState,
 )
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Mode = Literal["stage1", "concept_only", "fused"]
+# which earlier frames SAM 2 tracking reads (see `Sam2Tracker`)
+MemorySelection = Literal["recent", "reliable"]
 
 
 @dataclass
@@ -64,6 +66,6 @@ class ModelConfig:
     stage1_tracked_frames: int = 8  # later frames tracked from memory; the rest get GT masks as input
     # which earlier frames tracking reads in training (see `Sam2Tracker`): "recent" as SAM 2's and
     # SeC's trainers do; "reliable" as SeC's released predictor (inference uses it regardless)
-    memory_selection: Literal["recent", "reliable"] = "recent"
+    memory_selection: MemorySelection = "recent"
     trainable: TrainableConfig = field(default_factory=TrainableConfig)
     loss: LossConfig = field(default_factory=LossConfig)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -36,12 +35,12 @@ from torch import nn
 from transformers import Sam2VideoModel
 from transformers.models.sam2_video.modeling_sam2_video import NO_OBJ_SCORE, get_1d_sine_pe
 
+from sec_train.model.config import MemorySelection
 from sec_train.model.token_attn import concept_condition
 
 # Mask-as-output logits: +10 inside, -10 outside (sigmoid(-10) = 4.5e-5), as SAM 2 does.
 MASK_OUT_SCALE, MASK_OUT_BIAS = 20.0, -10.0
 
-MemorySelection = Literal["recent", "reliable"]
 # SeC's predictor: a frame is reliable when its best predicted IoU exceeds this (`iou_thre`) and
 # its object-score logit exceeds 0.
 RELIABLE_IOU = 0.3
