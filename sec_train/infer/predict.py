@@ -4,7 +4,7 @@
 
 writes `OUT_DIR/masks/<frame>.png` (palette PNGs, pixel = object id, as DAVIS stores them),
 `OUT_DIR/overlays/<frame>.png` (the frame with the objects tinted and outlined) and
-`OUT_DIR/summary.json` (frames, objects, scene changes, LVLM calls, seconds).
+`OUT_DIR/summary.json` (frames, objects, scene changes, LVLM calls, post-processing, seconds).
 """
 
 from __future__ import annotations
@@ -79,6 +79,9 @@ def main(argv: list[str]) -> int:
         "frames": stats.num_frames,
         "objects": video.object_ids(),
         "concept_guidance": propagator.config.use_concept,
+        "memory_selection": propagator.config.memory_selection,
+        "fill_hole_area": propagator.config.fill_hole_area,
+        "overlap": propagator.config.overlap,
         "scene_changes": stats.scene_changes,
         "lvlm_calls": stats.lvlm_calls,
         "seconds": round(seconds, 3),
