@@ -11,8 +11,8 @@ import pytest
 import torch
 from transformers.models.sam2_video.modeling_sam2_video import get_1d_sine_pe
 
+from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
-from sec_train.model.sec import build_sec_model
 from sec_train.model.tracker import Sam2Tracker
 from tests.test_tracker import SIZE, box_masks, random_sam2
 

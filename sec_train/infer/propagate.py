@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from sec_train.data.collate import PAD_MULTIPLE
 from sec_train.data.images import resize_chw, resize_image, to_chw
-from sec_train.data.prompts import INFERENCE_ANSWER, INFERENCE_QUESTION, tokenize_conversation, user_message
+from sec_train.data.prompts import tokenize_conversation, user_message
 from sec_train.infer.keyframes import DEFAULT_BANK_SIZE, KeyframeBank
 from sec_train.infer.postprocess import OverlapRule, compose_labels, fill_holes
 from sec_train.infer.scene import DEFAULT_THRESHOLD, SceneChangeDetector
@@ -39,6 +39,7 @@ from sec_train.model.tracker import (
     FrameOutput,
     TrackState,
 )
+from sec_train.tokens import INFERENCE_ANSWER, INFERENCE_QUESTION
 
 # SeC's predictor fills holes up to this area by default (`apply_postprocessing`, on unless a
 # config turns it off: inference/modeling_sec.py:167, inference/sam2_video_predictor.py:41); its VOS
