@@ -123,6 +123,28 @@ def test_predict_writes_masks_overlays_and_reports_lvlm_calls(checkpoint, tmp_pa
     summary = json.loads((out / "summary.json").read_text())
     assert summary["lvlm_calls"] == 2 and summary["scene_changes"] == CUTS and summary["objects"] == [2, 5]
     assert "2 LVLM calls" in capsys.readouterr().out
+    # the released predictor's memory and post-processing, unless asked otherwise
+    assert (summary["memory_selection"], summary["fill_hole_area"], summary["overlap"]) == (
+        "reliable",
+        8,
+        "highest_logit",
+    )
+    options = [
+        "--memory-selection",
+        "recent",
+        "--fill-hole-area",
+        "0",
+        "--overlap",
+        "lower_id",
+        "--no-overlays",
+    ]
+    assert predict.main([*argv, *options]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["memory_selection"], summary["fill_hole_area"], summary["overlap"]) == (
+        "recent",
+        0,
+        "lower_id",
+    )
 
 
 def test_eval_davis_json_and_sam2_baseline(checkpoint, tmp_path, capsys):

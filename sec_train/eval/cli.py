@@ -47,6 +47,7 @@ from sec_train.eval.distributed import (
     save_progress,
     wait_for,
 )
+from sec_train.eval.evaluate import EVAL_FILL_HOLE_AREA
 from sec_train.eval.protocols import DAVIS, PROTOCOLS, SAV, ObjectTrack, davis_tracks, sav_tracks
 from sec_train.eval.report import write_report
 from sec_train.eval.score import Results, VideoScores, matched_videos, score_video
@@ -64,7 +65,7 @@ from sec_train.infer.video import Video
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sec-train eval", description=__doc__.split("\n")[0])
-    add_model_arguments(parser, checkpoint_required=False)
+    add_model_arguments(parser, fill_hole_area=EVAL_FILL_HOLE_AREA, checkpoint_required=False)
     parser.add_argument("--predictions", help="score this folder of prediction PNGs (no model)")
     parser.add_argument("--data", required=True, help="dataset root, video list, shard dir or GT folder")
     parser.add_argument("--subset", help="DAVIS ImageSets/2017/<subset>.txt, e.g. val")

@@ -3,7 +3,8 @@
 Each video is propagated from each object's first annotation (SeC, or plain SAM 2) and scored
 on its annotated frames, every annotated object on all of them but the first and last
 (`metrics.score_video`). The `sec-train eval` command, which writes predictions and follows
-the benchmarks' protocols exactly, is `cli.py`.
+the benchmarks' protocols exactly, is `cli.py`. As SeC's VOS
+inference script by default, holes are not filled and an overlap goes to the highest logit.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from sec_train.eval.metrics import ObjectScore, score_video, summarize
 from sec_train.infer.propagate import PropagationConfig, PropagationStats, SeCPropagator
 from sec_train.infer.video import Video
 from sec_train.model.sec import SeCModel
+
+# SeC's vos_inference.py runs without post-processing unless given --apply_postprocessing
+# (vos_evaluation/vos_inference.py:310,356; its documented commands do not give it)
+EVAL_FILL_HOLE_AREA = 0
 
 
 @dataclass
@@ -95,7 +100,8 @@ def evaluate_model(
     was_training = model.training
     model.eval()
     try:
-        propagator = SeCPropagator(model, PropagationConfig(use_concept=use_concept))
+        config = PropagationConfig(use_concept=use_concept, fill_hole_area=EVAL_FILL_HOLE_AREA)
+        propagator = SeCPropagator(model, config)
         return evaluate_videos(propagator, open_videos(data), max_videos).summary()
     finally:
         model.train(was_training)

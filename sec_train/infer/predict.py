@@ -8,7 +8,7 @@
 on its first annotated frame. Writes the masks in that layout under `OUT_DIR/masks/<video>/`
 (palette PNGs, pixel = object id, as DAVIS stores them; or `<obj>/<frame>.png` 0/1 masks),
 `OUT_DIR/overlays/<frame>.png` (the frame with the objects tinted and outlined) and
-`OUT_DIR/summary.json` (frames, objects, scene changes, LVLM calls, seconds).
+`OUT_DIR/summary.json` (frames, objects, scene changes, LVLM calls, post-processing, seconds).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sec_train.infer.overlay import save_overlay_png, write_prediction
-from sec_train.infer.propagate import PropagationStats, SeCPropagator
+from sec_train.infer.propagate import RELEASED_FILL_HOLE_AREA, PropagationStats, SeCPropagator
 from sec_train.infer.runtime import (
     add_model_arguments,
     autocast,
@@ -58,7 +58,7 @@ def prompt_video(frames: Path, mask: Path) -> Video:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sec-train predict", description=__doc__.split("\n")[0])
-    add_model_arguments(parser)
+    add_model_arguments(parser, fill_hole_area=RELEASED_FILL_HOLE_AREA)
     parser.add_argument("--video", required=True, help="folder of frames (.jpg/.png, in name order)")
     parser.add_argument(
         "--mask",
@@ -95,6 +95,9 @@ def main(argv: list[str]) -> int:
         "frames": stats.num_frames,
         "objects": [video.object_names.get(i, i) for i in video.object_ids()],  # per-object: folder names
         "concept_guidance": propagator.config.use_concept,
+        "memory_selection": propagator.config.memory_selection,
+        "fill_hole_area": propagator.config.fill_hole_area,
+        "overlap": propagator.config.overlap,
         "scene_changes": stats.scene_changes,
         "lvlm_calls": stats.lvlm_calls,
         "seconds": round(seconds, 3),
