@@ -125,7 +125,10 @@ def random_kill(h: Harness, rng: random.Random, after: int) -> dict[str, Any] | 
         return None
     main_only = phase in ("trainable", "seal", "publish", "prune")
     fault: dict[str, Any] = {"kill": phase, "rank": 0 if main_only else rng.randrange(2)}
-    fault.update(step=rng.randint(first, h.steps), examples=rng.randint(1, 3), calls=rng.randint(1, 2))
+    # one of the next two steps: a chain of kills moves through the whole run
+    fault.update(
+        step=rng.randint(first, min(first + 1, h.steps)), examples=rng.randint(1, 3), calls=rng.randint(1, 2)
+    )
     fault.update(files=rng.randint(0, 4), seconds=round(rng.uniform(0.5, h.seconds), 2))
     return fault
 
@@ -219,15 +222,6 @@ def main(argv: list[str]) -> int:
             plan += [("damage", victim, kind) for victim in VICTIMS for kind in DAMAGE_KINDS]
         trials: list[dict[str, Any]] = []
         bar = tqdm(total=args.trials + len(plan), desc="fault trials")
-        for _ in range(3 * args.trials):  # a chain whose first fault does not fire adds no trial
-            if sum(t["type"] == "kill" for t in trials) >= args.trials:
-                break
-            out = work / f"trial-{len(trials)}"
-            chain = kill_chain(h, out, reference, rng, min(args.chain, args.trials - bar.n))
-            trials += [{"type": "kill", **t} for t in chain]
-            bar.update(len(chain))
-            _report(args.out, trials)
-            shutil.rmtree(out)
         for i, (what, victim, kind) in enumerate(plan):
             out = work / f"fault-{i}"
             out.mkdir()
@@ -236,6 +230,16 @@ def main(argv: list[str]) -> int:
             else:
                 trials.append({"type": "damage", **damage_trial(h, out, reference, victim, kind)})
             bar.update(1)
+            _report(args.out, trials)
+            shutil.rmtree(out)
+        for _ in range(3 * args.trials):  # a chain whose first fault does not fire adds no trial
+            killed = sum(t["type"] == "kill" for t in trials)
+            if killed >= args.trials:
+                break
+            out = work / f"trial-{len(trials)}"
+            chain = kill_chain(h, out, reference, rng, min(args.chain, args.trials - killed))
+            trials += [{"type": "kill", **t} for t in chain]
+            bar.update(len(chain))
             _report(args.out, trials)
             shutil.rmtree(out)
     print(json.dumps(summary(trials)) if args.json else json.dumps(summary(trials), indent=1))
