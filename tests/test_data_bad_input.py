@@ -11,13 +11,16 @@ from sec_train.data.loader import build_loader
 from sec_train.model.tokenizer import build_toy_tokenizer
 
 
-@pytest.fixture(scope="module")
-def bad_dir(tmp_path_factory):
+def _six_samples(tmp_path_factory) -> list:
     src = tmp_path_factory.mktemp("src")
     synthesize(src, 6, frames=8, height=32, width=40, objects=2)
     info = read_index(src / "shards")["shards"][0]
-    samples = [decode_record(r, "") for r in iter_records(src / "shards" / info["name"])]
-    jpeg, rle, invisible, short, good1, good2 = samples
+    return [decode_record(r, "") for r in iter_records(src / "shards" / info["name"])]
+
+
+@pytest.fixture(scope="module")
+def bad_dir(tmp_path_factory):
+    jpeg, rle, invisible, short, good1, good2 = _six_samples(tmp_path_factory)
     jpeg.frames = [b"\xff\xd8 not a jpeg"] * len(jpeg.frames)
     for row in rle.masks:
         for m in row:
@@ -83,10 +86,7 @@ def test_too_many_bad_samples_stop_the_run(bad_dir):
 @pytest.fixture(scope="module")
 def short_shard(tmp_path_factory):
     """Two shards of 3 samples; the second cut inside its first sample (the index still says 3)."""
-    src = tmp_path_factory.mktemp("short_src")
-    synthesize(src, 6, frames=8, height=32, width=40, objects=2)
-    info = read_index(src / "shards")["shards"][0]
-    samples = [decode_record(r, "") for r in iter_records(src / "shards" / info["name"])]
+    samples = _six_samples(tmp_path_factory)
     out = tmp_path_factory.mktemp("short")
     first, second = ShardWriter(out, "a"), ShardWriter(out, "b")
     for s in samples[:3]:
