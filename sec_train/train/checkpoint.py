@@ -110,7 +110,8 @@ def save_checkpoint(
         states (`dict[str, Stateful]`): this process's states by name, e.g. {"train_state":
             trainer, "loader": loader, "rng": RNGState()}; each is written as JSON.
         config_yaml (`str`): the resolved config.
-        keep_last (`int`): complete checkpoints to keep; older ones are deleted.
+        keep_last (`int`): intact checkpoints to keep, this one included; older and damaged
+            ones are deleted.
 
     Returns:
         The final checkpoint directory.

@@ -120,7 +120,8 @@ class TrainConfig:
     save_every: int = 500
     """Steps between checkpoints; the last step always saves (>= 1)."""
     keep_last: int = 3
-    """Checkpoints kept under `out_dir`; older ones are deleted (>= 1)."""
+    """Intact checkpoints kept under `out_dir`, the newest included; older and damaged ones are
+    deleted (>= 1)."""
     resume: str | None = None
     """None, "auto" (the newest intact checkpoint under `out_dir`, passing over damaged ones with
     a warning, or a fresh start if there is none) or a checkpoint path (an error if damaged):
