@@ -27,10 +27,12 @@ class TrainableConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     embeddings: bool = True  # LLM input and output embeddings (the new [SEG] row must learn)
     vit: Literal["frozen", "lora"] = "frozen"
+    projector: bool = True  # InternVL's MLP projector (ViT -> LLM); SeC's stage 2 trains it
     text_hidden_fcs: bool = True
     token_attn: bool = False
     mask_decoder: bool = False
     memory_attention: bool = False
+    memory_temporal_encoding: bool = False  # the bank's per-slot encodings; SeC's stage 1 trains them
     memory_encoder: bool = False
     image_encoder: bool = False
     prompt_encoder: bool = False
