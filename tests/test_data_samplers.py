@@ -1,5 +1,7 @@
 """Stage-1/2 samplers, augmentations, prompts and collators."""
 
+import random
+
 import numpy as np
 import pytest
 import torch
@@ -138,13 +140,76 @@ def test_stage1_clip_starts_on_a_visible_object(sample):
     sampler = Stage1Sampler(Stage1Config(num_frames=6, stride=2, max_objects=2), sam_image_size=32)
     for seed in range(20):
         positions, objects = sampler.pick(sample.header, np.random.default_rng(seed))
-        assert positions == list(range(positions[0], positions[0] + 11, 2)) and positions[-1] < 20
+        assert len(set(positions)) == 6 and all(p % 2 == 0 and p < 20 for p in positions)
         assert 1 <= len(objects) <= 2 and all(
             positions[0] in sample.header["visible"][str(o)] for o in objects
         )
     example = sampler(sample, None, np.random.default_rng(0))
     assert example.images.shape == (6, 3, 32, 32) and example.masks.shape[:2] == (6, len(objects))
     assert example.masks[0].flatten(1).any(1).all()
+
+
+# 20 annotated frames; object 3 shows on few of them, so the first-frame rule matters
+STAGE1_HEADER = {
+    "frame_indices": list(range(0, 80, 4)),
+    "visible": {"1": list(range(0, 8)), "2": list(range(10, 20)), "3": [5, 6, 15]},
+}
+
+
+def official_stage1_clip(header, num_frames, stride, max_objects, shuffle, rnd):
+    """SAM 2's loader as SeC's stage 1 runs it, transcribed from the official code.
+
+    vos_raw_dataset.py:285-293: the frame ids of the extracted JPEGs (every annotated frame,
+    ids 0, 4, 8, ...) sorted, `[::sample_rate]`, shuffled when `shuffle`; 305-312 keeps the
+    annotated ones (all here). vos_sampler.py:44-77: a random window of `num_frames`, redrawn
+    until its first frame shows an object, then up to `max_num_objects` of those at random.
+    """
+    frames = list(range(len(header["frame_indices"])))[::stride]
+    if shuffle:
+        rnd.shuffle(frames)
+    for _ in range(1000):
+        start = rnd.randrange(0, len(frames) - num_frames + 1)
+        clip = frames[start : start + num_frames]
+        shown = [int(o) for o, v in header["visible"].items() if clip[0] in v]
+        if shown:
+            break
+    return clip, sorted(rnd.sample(shown, min(len(shown), max_objects)))
+
+
+def _distribution(values) -> dict:
+    counts: dict = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return {k: c / len(values) for k, c in counts.items()}
+
+
+def _total_variation(a: dict, b: dict) -> float:
+    return 0.5 * sum(abs(a.get(k, 0.0) - b.get(k, 0.0)) for k in set(a) | set(b))
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_stage1_clips_are_drawn_as_the_official_loader_draws_them(shuffle):
+    cfg = Stage1Config(num_frames=6, stride=2, max_objects=1, shuffle=shuffle)
+    sampler, rnd, draws = Stage1Sampler(cfg, sam_image_size=32), random.Random(0), 3000
+    ours = [sampler.pick(STAGE1_HEADER, np.random.default_rng(seed)) for seed in range(draws)]
+    official = [official_stage1_clip(STAGE1_HEADER, 6, 2, 1, shuffle, rnd) for _ in range(draws)]
+    in_order = [clip == sorted(clip) for clip, _ in ours]
+    assert all(in_order) != shuffle  # shuffled: random order; not: time order
+    if not shuffle:  # the same windows of the same pool
+        assert {tuple(c) for c, _ in ours} == {tuple(c) for c, _ in official}
+    for name, key in [
+        ("first frame and object", lambda clip, objects: (clip[0], *objects)),
+        ("frames in the clip", lambda clip, objects: frozenset(clip)),
+        ("third frame", lambda clip, objects: clip[2]),
+        ("in time order", lambda clip, objects: clip == sorted(clip)),
+    ]:
+        if name == "frames in the clip" and shuffle:  # 210 subsets: compare the frame counts
+            ours_d = _distribution([p for clip, _ in ours for p in clip])
+            official_d = _distribution([p for clip, _ in official for p in clip])
+        else:
+            ours_d = _distribution([key(*o) for o in ours])
+            official_d = _distribution([key(*o) for o in official])
+        assert _total_variation(ours_d, official_d) < 0.06, name
 
 
 def test_outline_around_the_mask_equals_the_full_contour():

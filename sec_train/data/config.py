@@ -28,12 +28,19 @@ class AugmentConfig:
 
 @dataclass
 class Stage1Config:
-    """Stage-1 clips: `num_frames` annotated frames `stride` apart, up to `max_objects` objects
-    visible on the clip's first frame (it gets their GT masks as prompt)."""
+    """Stage-1 clips, as SAM 2's training loader builds them for SeC.
+
+    The pool is every `stride`-th annotated frame of the video. With `shuffle` (the official
+    `shuffle: true`) the pool is put in random order, so a clip is `num_frames` random frames in
+    random order; without it a clip is `num_frames` consecutive pool frames in time order. The
+    clip's first frame shows at least one object; up to `max_objects` of those are tracked (the
+    first frame gets their GT masks as prompt).
+    """
 
     num_frames: int = 30
     stride: int = 2
     max_objects: int = 2
+    shuffle: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
