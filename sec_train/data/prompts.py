@@ -1,5 +1,16 @@
-"""Stage-2 prompts: SeC's paraphrased questions and `[SEG]` answers, and their tokenization
-with the Qwen chat template and InternVL's image tokens."""
+"""Stage-2 prompts: SeC's questions and `[SEG]` answers, tokenized exactly as the official code
+tokenizes them.
+
+Both official paths use xtuner's `qwen_chat` template (`xtuner/utils/templates.py`; SeC's copy
+`inference/templates.py:51-58`) with no system block. The user turn is the frames' image blocks
+(`<img>` + n x `<IMG_CONTEXT>` + `</img>`) joined by newlines, with the question right after the
+last block.
+- Training (`training/sec/dataloaders/sec_seg_dataset.py:167-200`, `encode_fn.py:49-83`): the
+  instruction, then the answer + `<|im_end|>` (labelled), then the separator `\\n` (not labelled),
+  each tokenized on its own.
+- Inference (`inference/modeling_sec.py:687-700`): `It is [SEG].` appended to the question inside
+  the user turn, then `<|im_start|>assistant\\n`; the concept is read at `[SEG]`.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +21,29 @@ from transformers import PreTrainedTokenizerBase
 from sec_train.data.collate import IGNORE_INDEX
 from sec_train.model.tokenizer import IMG_CONTEXT, IMG_END, IMG_START, SEG_TOKEN
 
+# xtuner's qwen_chat template: INSTRUCTION, SUFFIX (the end of an answer, learned) and SEP
+INSTRUCTION = "<|im_start|>user\n{input}<|im_end|>\n<|im_start|>assistant\n"
+SUFFIX = "<|im_end|>"
+SEP = "\n"
+
+# sec_seg_dataset.py:24-39
 QUESTIONS = (
     "Please segment the object in the last frame based on the object labeled in the first several images.",
-    "Can you segment the object in the last frame that is outlined in the earlier images?",
-    "Segment the outlined object of the reference frames in the final frame.",
-    "Find the object marked in green in the previous frames and segment it in the last image.",
-    "Which object in the last frame matches the labeled object? Please give its segmentation mask.",
-    "Track the highlighted object from the first images and segment it in the last frame.",
+    "Using the object labeled in the first several images, please segment the object in the final frame.",
+    "Segment the object in the last frame based on the annotations from the first several images.",
+    "Please perform object segmentation on the last frame using the labeled object from the previous "
+    "several frames.",
+    "Based on the object marked in the first several images, segment the object in the last frame.",
+    "Using the object annotations from the first several images, segment the object in the final frame.",
 )
 ANSWERS = (
     "It is [SEG].",
-    "Sure, it is [SEG].",
     "Sure, [SEG].",
-    "The segmentation result is [SEG].",
+    "Sure, it is [SEG].",
+    "Sure, the segmentation result is [SEG].",
     "[SEG].",
 )
-# What inference asks (SeC-4B), the first of each list.
+# What inference asks (modeling_sec.py:618 and :694).
 INFERENCE_QUESTION, INFERENCE_ANSWER = QUESTIONS[0], ANSWERS[0]
 
 
@@ -34,29 +52,26 @@ def image_block(num_image_tokens: int) -> str:
     return IMG_START + IMG_CONTEXT * num_image_tokens + IMG_END
 
 
-def user_message(num_frames: int, num_image_tokens: int, question: str) -> str:
-    """The user turn: each frame on its own line, then the question."""
-    frames = "".join(f"Frame{i + 1}: {image_block(num_image_tokens)}\n" for i in range(num_frames))
-    return frames + question
+def user_text(num_frames: int, num_image_tokens: int, question: str) -> str:
+    """The user turn's text: the frames' blocks joined by newlines, the question right after."""
+    return "\n".join([image_block(num_image_tokens)] * num_frames) + question
 
 
-def tokenize_conversation(
-    tokenizer: PreTrainedTokenizerBase, user: str, answer: str
+def _encode(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def training_tokens(
+    tokenizer: PreTrainedTokenizerBase, num_frames: int, num_image_tokens: int, question: str, answer: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, labels) of a one-turn chat; labels are -100 except on the answer and the
+    """(input_ids, labels) of one training sample; labels are -100 except on the answer and the
     `<|im_end|>` closing it, so the model learns to emit `[SEG]` and stop."""
     if SEG_TOKEN not in answer:
         raise ValueError(f"answer {answer!r} has no {SEG_TOKEN}")
-    turn = [{"role": "user", "content": user}]
-    prompt = tokenizer.apply_chat_template(turn, add_generation_prompt=True, tokenize=False)
-    full = tokenizer.apply_chat_template(turn + [{"role": "assistant", "content": answer}], tokenize=False)
-    if not full.startswith(prompt):
-        raise ValueError("the chat template renders the prompt differently with and without the answer")
-    completion = full[len(prompt) :].rstrip("\n")  # the newline after <|im_end|> is not learned
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-    input_ids = torch.tensor(prompt_ids + completion_ids, dtype=torch.long)
-    labels = torch.tensor([IGNORE_INDEX] * len(prompt_ids) + completion_ids, dtype=torch.long)
+    prompt = _encode(tokenizer, INSTRUCTION.format(input=user_text(num_frames, num_image_tokens, question)))
+    output, sep = _encode(tokenizer, answer + SUFFIX), _encode(tokenizer, SEP)
+    input_ids = torch.tensor(prompt + output + sep, dtype=torch.long)
+    labels = torch.tensor([IGNORE_INDEX] * len(prompt) + output + [IGNORE_INDEX] * len(sep), dtype=torch.long)
     return input_ids, labels
 
 
@@ -66,4 +81,12 @@ def training_prompt(
     """A random question and answer over `num_frames` frames, tokenized."""
     question = QUESTIONS[rng.integers(len(QUESTIONS))]
     answer = ANSWERS[rng.integers(len(ANSWERS))]
-    return tokenize_conversation(tokenizer, user_message(num_frames, num_image_tokens, question), answer)
+    return training_tokens(tokenizer, num_frames, num_image_tokens, question, answer)
+
+
+def inference_prompt(
+    tokenizer: PreTrainedTokenizerBase, num_frames: int, num_image_tokens: int
+) -> torch.Tensor:
+    """The input_ids SeC's inference asks the LVLM for a concept with."""
+    text = user_text(num_frames, num_image_tokens, INFERENCE_QUESTION + INFERENCE_ANSWER)
+    return torch.tensor(_encode(tokenizer, INSTRUCTION.format(input=text)), dtype=torch.long)

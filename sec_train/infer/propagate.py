@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from sec_train.data.collate import PAD_MULTIPLE
 from sec_train.data.images import resize_chw, resize_image, to_chw
-from sec_train.data.prompts import INFERENCE_ANSWER, INFERENCE_QUESTION, tokenize_conversation, user_message
+from sec_train.data.prompts import inference_prompt
 from sec_train.infer.keyframes import DEFAULT_BANK_SIZE, KeyframeBank
 from sec_train.infer.scene import DEFAULT_THRESHOLD, SceneChangeDetector
 from sec_train.infer.video import Video
@@ -210,8 +210,7 @@ class SeCPropagator:
         for bank in banks:
             frames = bank.images() + [current]
             images += frames
-            user = user_message(len(frames), model.num_image_tokens, INFERENCE_QUESTION)
-            prompts.append(tokenize_conversation(tokenizer, user, INFERENCE_ANSWER)[0])
+            prompts.append(inference_prompt(tokenizer, len(frames), model.num_image_tokens))
         length = -(-max(len(p) for p in prompts) // PAD_MULTIPLE) * PAD_MULTIPLE
         input_ids = torch.full((len(prompts), length), tokenizer.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros_like(input_ids)
