@@ -46,20 +46,23 @@ class Stage1Config:
 
 @dataclass
 class Stage2Config:
-    """Stage-2 examples, the SeC recipe: one object of one video per example.
+    """Stage-2 examples, the SeC recipe (official `SegJSONDataset`): one object of one video each.
 
-    The target frame has `min_context`..`max_context` annotated frames before it; among those
-    where the object is visible, `min_refs`..`max_refs` become reference frames with its contour
-    drawn. With probability `noise_prob`, up to `max_noise_objects` other objects of the video
-    replace up to half of the middle references. `obj_list` is an optional "video_id obj_id"
-    file (SA-V's `sav_video_obj_ids.txt`) restricting which objects are examples.
+    A start frame shows the object and the target lies `min_context`..`max_context` annotated
+    frames after it (official: up to 16 SAM frames, 1..15); `min_refs`..`max_refs` of the
+    object's other visible frames, anywhere in the video and in random order, become reference
+    frames with its contour drawn (`contour_thickness` pixels) at the frame's resolution. With
+    `add_noise`, 0..`max_noise_objects` other objects (uniformly many, as the official draws
+    them) give outlined frames of their own that replace up to half of the references after the
+    first. `obj_list` is an optional "video_id obj_id" file (SA-V's `sav_video_obj_ids.txt`)
+    restricting which objects are examples.
     """
 
     min_context: int = 1
     max_context: int = 15
     min_refs: int = 1
     max_refs: int = 7
-    noise_prob: float = 0.5
+    add_noise: bool = True
     max_noise_objects: int = 2
     contour_thickness: int = 2
     obj_list: str | None = None
