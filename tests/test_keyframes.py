@@ -54,7 +54,7 @@ def test_bank_of_one_shows_only_the_first_frame():
 
 def test_keyframes_are_outlined_at_frame_resolution_then_resized():
     # official inference: label_img_with_mask draws on the full frame (modeling_sec.py:723-730),
-    # predict_forward resizes it to 448 (:660-666)
+    # predict_forward resizes it to 448 (:668)
     bank = KeyframeBank(image_size=20)
     frame = _frame(50, shape=(40, 40))
     mask = np.zeros((40, 40), dtype=bool)

@@ -42,7 +42,7 @@ def test_default_policy_is_the_released_stage2_recipe():
     # 2 layers x 7 projections x (A, B)
     assert len(lora) == 2 * 7 * 2
     # the official stage 2 also trains InternVL's projector `mlp1` (xtuner freezes only the LLM
-    # and the ViT: xtuner/model/internvl.py:91-94; SeC saves it: training/sec/models/sec.py:143-147)
+    # and the ViT: xtuner/model/internvl.py:91-94; SeC saves it: training/sec/models/sec.py:144-150)
     assert trained == lora | EMBEDDINGS | _names(model, (PROJECTOR, "text_hidden_fcs."))
     assert {n for n, p in model.named_parameters() if p.requires_grad} == trained
     assert len(_names(model, (PROJECTOR,))) == 6  # layer norm, linear 1, linear 2
