@@ -192,7 +192,6 @@ class Stage2Sampler:
         pool = [pool[i] for i in rng.permutation(len(pool))]
         most = min((len(refs) - 1) // 2, len(pool))
         num_replace = most if most < 2 else int(rng.integers(1, most + 1))
-        for (frame, other), i in zip(
-            pool, sorted(rng.choice(range(1, len(refs)), num_replace, replace=False))
-        ):
+        replaced = sorted(rng.choice(range(1, len(refs)), num_replace, replace=False))
+        for (frame, other), i in zip(pool, replaced):
             refs[i], outlined[i] = frame, other
