@@ -62,5 +62,5 @@ def test_load_refuses_incomplete_or_other_world_size(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
         load_checkpoint(accelerator, tmp_path)
     (tmp_path / META).write_text("{}")
-    with pytest.raises(FileNotFoundError, match="loader_rank0.pt is missing.*init_from="):
+    with pytest.raises(FileNotFoundError, match="loader_rank0.pt is missing.*model.init="):
         load_checkpoint(accelerator, tmp_path)

@@ -13,10 +13,11 @@ from sec_train.data.collate import Stage2Collator
 from sec_train.data.config import AugmentConfig, Stage1Config, Stage2Config
 from sec_train.data.draw import draw_contour
 from sec_train.data.images import object_mask, resize_chw, resize_image, resize_mask, sample_frame
-from sec_train.data.prompts import ANSWERS, QUESTIONS, inference_prompt, training_prompt, training_tokens
+from sec_train.data.prompts import inference_prompt, training_prompt, training_tokens
 from sec_train.data.stage1 import Stage1Sampler
 from sec_train.data.stage2 import Stage2Sampler, draw_outline
-from sec_train.model.tokenizer import IMG_CONTEXT, build_toy_tokenizer
+from sec_train.model.tokenizer import build_toy_tokenizer
+from sec_train.tokens import ANSWERS, IMG_CONTEXT, QUESTIONS
 
 
 @pytest.fixture(scope="module")

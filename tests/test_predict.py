@@ -14,8 +14,8 @@ from sec_train.infer import predict
 from sec_train.infer.overlay import PALETTE, overlay, save_palette_png
 from sec_train.infer.runtime import resolve_checkpoint
 from sec_train.infer.video import read_labels
+from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
-from sec_train.model.sec import build_sec_model
 from sec_train.model.weights import save_model_dir
 from tests.test_propagate import CUTS, synthetic_video
 

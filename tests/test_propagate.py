@@ -7,12 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from sec_train.data.prompts import INFERENCE_QUESTION
 from sec_train.infer.propagate import PropagationConfig, PropagationStats, SeCPropagator, compose_labels
 from sec_train.infer.scene import resize_bilinear
 from sec_train.infer.video import Video
+from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
-from sec_train.model.sec import build_sec_model
+from sec_train.tokens import INFERENCE_QUESTION
 
 CUTS = [4, 7]  # frames where the synthetic video cuts to a new scene
 

@@ -22,9 +22,11 @@ import torch
 from tqdm import tqdm
 
 from data_tools.synth import synthesize
-from sec_train.model.sec import SeCModel, build_sec_model
-from sec_train.model.tokenizer import IMG_CONTEXT, build_toy_tokenizer
+from sec_train.model.build import build_sec_model
+from sec_train.model.sec import SeCModel
+from sec_train.model.tokenizer import build_toy_tokenizer
 from sec_train.model.trainable import apply_trainable
+from sec_train.tokens import IMG_CONTEXT
 from sec_train.train.config import TrainConfig, load_config
 from sec_train.train.logging import flops_per_token, peak_flops
 from sec_train.train.loop import Trainer, build_train_loader

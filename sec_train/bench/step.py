@@ -24,8 +24,9 @@ import torch
 from tqdm import tqdm
 
 from data_tools.synth import synthesize
+from sec_train.model.build import build_trainable_model
 from sec_train.train.config import TrainConfig, load_config
-from sec_train.train.loop import Trainer, build_model, build_train_loader
+from sec_train.train.loop import Trainer, build_train_loader
 from sec_train.train.optim import build_optimizer, build_scheduler
 from sec_train.types import Batch
 
@@ -76,7 +77,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     cfg = load_config(args.config, [*args.overrides, "wandb.mode=disabled", "grad_accum=1"])
     cfg.max_steps = max(cfg.max_steps, args.warmup + args.steps)
-    model = build_model(cfg)
+    model = build_trainable_model(cfg.model)
     bare = BareLoop(copy.deepcopy(model), cfg)
     trainer = Trainer(cfg, model=model)
     batch = first_batch(cfg, model)

@@ -19,32 +19,21 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from sec_train.data.collate import IGNORE_INDEX
-from sec_train.model.tokenizer import IMG_CONTEXT, IMG_END, IMG_START, SEG_TOKEN
+from sec_train.tokens import (
+    ANSWERS,
+    IMG_CONTEXT,
+    IMG_END,
+    IMG_START,
+    INFERENCE_ANSWER,
+    INFERENCE_QUESTION,
+    QUESTIONS,
+    SEG_TOKEN,
+)
 
 # xtuner's qwen_chat template: INSTRUCTION, SUFFIX (the end of an answer, learned) and SEP
 INSTRUCTION = "<|im_start|>user\n{input}<|im_end|>\n<|im_start|>assistant\n"
 SUFFIX = "<|im_end|>"
 SEP = "\n"
-
-# sec_seg_dataset.py:24-39
-QUESTIONS = (
-    "Please segment the object in the last frame based on the object labeled in the first several images.",
-    "Using the object labeled in the first several images, please segment the object in the final frame.",
-    "Segment the object in the last frame based on the annotations from the first several images.",
-    "Please perform object segmentation on the last frame using the labeled object from the previous "
-    "several frames.",
-    "Based on the object marked in the first several images, segment the object in the last frame.",
-    "Using the object annotations from the first several images, segment the object in the final frame.",
-)
-ANSWERS = (
-    "It is [SEG].",
-    "Sure, [SEG].",
-    "Sure, it is [SEG].",
-    "Sure, the segmentation result is [SEG].",
-    "[SEG].",
-)
-# What inference asks (modeling_sec.py:618 and :694).
-INFERENCE_QUESTION, INFERENCE_ANSWER = QUESTIONS[0], ANSWERS[0]
 
 
 def image_block(num_image_tokens: int) -> str:

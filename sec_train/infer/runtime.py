@@ -13,8 +13,9 @@ import torch
 from sec_train.infer.keyframes import DEFAULT_BANK_SIZE
 from sec_train.infer.propagate import PropagationConfig
 from sec_train.infer.scene import DEFAULT_THRESHOLD
+from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
-from sec_train.model.sec import SeCModel, build_sec_model
+from sec_train.model.sec import SeCModel
 from sec_train.model.weights import CONFIG_FILE, load_model_config
 from sec_train.train.checkpoint import find_checkpoint
 

@@ -6,7 +6,7 @@ Layout under `OUT/checkpoints/`::
         (accelerate save_state) model / DeepSpeed shards, optimizer, scheduler, RNG per process
         trainable.safetensors  \
         adapter/                > the trainable-only checkpoint (`sec_train.model.weights`),
-        sec_config.json        /  usable as `init_from=` or `model.init=`
+        sec_config.json        /  usable as `model.init=`
         loader_rank{R}.pt      the data loader position of each process
         config.yaml            the resolved run config
         meta.json              step and counters; written last
@@ -182,7 +182,7 @@ def load_checkpoint(accelerator: Accelerator, path: str | Path) -> tuple[dict[st
     if not loader_file.is_file():
         raise FileNotFoundError(
             f"{loader_file} is missing: the checkpoint was written by a different number of processes "
-            f"(this run has {accelerator.num_processes}); use init_from={path} to start from its weights"
+            f"(this run has {accelerator.num_processes}); use model.init={path} to start from its weights"
         )
     extra = {"load_module_strict": False} if _uses_deepspeed(accelerator) else {}
     accelerator.load_state(str(path), **extra)

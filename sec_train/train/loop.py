@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,8 +10,8 @@ from accelerate.utils import DistributedType, set_seed
 
 from sec_train.data.loader import build_loader
 from sec_train.data.shards import Loader
-from sec_train.model.sec import SeCModel, build_sec_model
-from sec_train.model.trainable import apply_trainable
+from sec_train.model.build import build_trainable_model
+from sec_train.model.sec import SeCModel
 from sec_train.train.accel import init_process_group, make_accelerator
 from sec_train.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from sec_train.train.config import TrainConfig, to_yaml
@@ -25,37 +24,20 @@ class NonFiniteLossError(RuntimeError):
     """Too many non-finite losses in a row: the run stops instead of training on garbage."""
 
 
-def build_model(cfg: TrainConfig) -> SeCModel:
-    """The recipe's model with its trainable policy, plus `init_from` weights, in train mode.
-
-    `init_from` becomes the model config's `init`, so the checkpoints of this run record it and
-    reload on top of it: a stage-2 checkpoint holds only what stage 2 trains, and rebuilding it
-    must bring back the stage-1 weights it started from.
-    """
-    model_cfg = cfg.model
-    if cfg.init_from is not None:
-        if model_cfg.init is not None:
-            raise ValueError(f"set init_from or model.init, not both ({cfg.init_from}, {model_cfg.init})")
-        model_cfg = dataclasses.replace(model_cfg, init=cfg.init_from)
-    model = build_sec_model(model_cfg)
-    apply_trainable(model, cfg.model.trainable)
-    return model.train()
-
-
 class Trainer:
     """Runs a `TrainConfig`: builds model, optimizer and schedule, prepares them with accelerate.
 
     Args:
         cfg (`TrainConfig`): the run.
         model (`SeCModel`, *optional*): a prebuilt model (the step benchmark passes one); default
-            `build_model(cfg)`.
+            `build_trainable_model(cfg.model)`.
     """
 
     def __init__(self, cfg: TrainConfig, model: SeCModel | None = None):
         self.cfg = cfg
         init_process_group()
         set_seed(cfg.seed)  # every process builds the same initial weights
-        model = build_model(cfg) if model is None else model
+        model = build_trainable_model(cfg.model) if model is None else model
         self.accelerator = make_accelerator(cfg, model)
         optimizer = build_optimizer(model, cfg.optim)
         scheduler = build_scheduler(optimizer, cfg.optim, cfg.max_steps)
