@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from data_tools.format import make_sample, mask_to_rle
 from data_tools.synth import encode_jpeg, render_video
 from sec_train.data.augment import ClipAugment, warp, warp_grid
 from sec_train.data.collate import Stage2Collator
 from sec_train.data.config import AugmentConfig, Stage1Config, Stage2Config
 from sec_train.data.draw import draw_contour
+from sec_train.data.format import make_sample, mask_to_rle
 from sec_train.data.images import object_mask, resize_chw, resize_image, resize_mask, sample_frame
 from sec_train.data.prompts import inference_prompt, training_prompt, training_tokens
 from sec_train.data.stage1 import Stage1Sampler
