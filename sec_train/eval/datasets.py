@@ -84,7 +84,8 @@ def sample_video(sample: VideoSample) -> Video:
         return out
 
     annotations = {t: (lambda t=t: labels(t)) for t in range(len(sample.frames))}
-    return Video(sample.key, list(sample.frames), annotations)
+    cuts = sample.header.get("scene_cuts")
+    return Video(sample.key, list(sample.frames), annotations, None if cuts is None else list(cuts))
 
 
 def shard_videos(shard_dir: str | Path) -> Iterator[Video]:

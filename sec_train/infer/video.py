@@ -25,12 +25,14 @@ class Video:
 
     `annotations` maps a frame position to a loader of its uint8 `[H, W]` label map
     (0 = background, k = object k). Frame 0 must be annotated; each object is prompted on
-    the first frame that annotates it (`prompts`).
+    the first frame that annotates it (`prompts`). `scene_cuts`, when known (a shard header's
+    `scene_cuts`), are where evaluation's post-cut scores start; otherwise the detector decides.
     """
 
     name: str
     frames: list[Path | bytes]
     annotations: dict[int, Callable[[], np.ndarray]] = field(default_factory=dict)
+    scene_cuts: list[int] | None = None  # frame positions of known scene changes (synthetic GT)
 
     def __len__(self) -> int:
         return len(self.frames)
