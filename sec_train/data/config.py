@@ -46,6 +46,9 @@ class Stage2Config:
     drawn. With probability `noise_prob`, up to `max_noise_objects` other objects of the video
     replace up to half of the middle references. `obj_list` is an optional "video_id obj_id"
     file (SA-V's `sav_video_obj_ids.txt`) restricting which objects are examples.
+    `cut_target_prob` (not in the SeC recipe, 0 keeps it) is the chance that the target is a
+    scene-cut frame of the video (its shard header's `scene_cuts`) when it has one that can be,
+    so a recipe on synthetic concept-cut videos trains where concepts matter.
     """
 
     min_context: int = 1
@@ -56,6 +59,7 @@ class Stage2Config:
     max_noise_objects: int = 2
     contour_thickness: int = 2
     obj_list: str | None = None
+    cut_target_prob: float = 0.0
 
 
 @dataclass

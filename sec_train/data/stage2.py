@@ -4,8 +4,9 @@ From the video's annotated frames: a target frame with `min_context`..`max_conte
 context before it; among the context frames where the object is visible, `min_refs`..`max_refs`
 reference frames with its contour drawn in green at LVLM resolution; with probability
 `noise_prob`, up to half of the middle references outline up to `max_noise_objects` other
-objects instead (the LVLM must learn to pick the right concept). SAM 2 gets the target (and in
-`fused` mode the context before it) at its resolution with the object's GT masks.
+objects instead (the LVLM must learn to pick the right concept). With `cut_target_prob` the target
+is preferably a scene-cut frame. SAM 2 gets the target (and in `fused` mode the context before
+it) at its resolution with the object's GT masks.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ class Stage2Sampler:
         targets = [t for t in range(cfg.min_context, n) if any(t - cfg.max_context <= v < t for v in visible)]
         if not targets:
             raise ValueError(f"object {obj}: no target frame of {n} has it visible in the context before")
-        target = int(rng.choice(targets))
+        target = int(rng.choice(self._cut_targets(header, targets, rng) or targets))
         latest = max(v for v in visible if v < target)
         num_context = int(
             rng.integers(max(cfg.min_context, target - latest), min(cfg.max_context, target) + 1)
@@ -155,6 +156,13 @@ class Stage2Sampler:
         )
         refs = sorted(int(r) for r in rng.choice(candidates, num_refs, replace=False))
         return Stage2Plan(target, context, refs, self._noise(header, obj, refs, rng))
+
+    def _cut_targets(self, header: dict[str, Any], targets: list[int], rng: np.random.Generator) -> list[int]:
+        """The scene-cut frames among `targets`, with probability `cut_target_prob` (else none)."""
+        cuts = [t for t in header.get("scene_cuts", []) if t in targets]
+        if not cuts or self.cfg.cut_target_prob <= 0 or rng.random() >= self.cfg.cut_target_prob:
+            return []
+        return cuts
 
     def _noise(
         self, header: dict[str, Any], obj: int, refs: list[int], rng: np.random.Generator
