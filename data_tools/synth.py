@@ -164,6 +164,14 @@ def _concept_cut(rng: np.random.Generator, objs: list[SynthObject], distractors:
     return new
 
 
+def _bystanders(rng: np.random.Generator, count: int, h: int, w: int, frames: int) -> list[SynthObject]:
+    """Unannotated objects with parts, in view all along (concept-cut videos)."""
+    objs = [_new_object(rng, h, w, frames, can_hide=False) for _ in range(count)]
+    for obj, part in zip(objs, rng.permutation(len(PART_COLORS))):
+        obj.part, obj.radius = PART_COLORS[part], obj.radius * CONCEPT_SIZE
+    return objs
+
+
 def _spread_positions(rng: np.random.Generator, count: int, h: int, w: int) -> list[np.ndarray]:
     """`count` positions in the middle of the frame, in separate vertical bands, shuffled."""
     bands = rng.permutation(count)
@@ -200,7 +208,8 @@ def render_video(
     what the objects in front of it cover. With `scene_cut`, one cut happens in the middle half.
     With `concept_cut` (implies a cut), objects wear a stable part, change their body's look at
     the cut, and `distractors` unannotated objects in their old look appear behind them there;
-    objects then never leave the scene, so each segment shows them.
+    objects then never leave the scene, so each segment shows them, and `bystanders` unannotated
+    objects with their own look are in view all along (so that tracking must pick the object).
     """
     rng = np.random.default_rng(seed)
     objs = [
@@ -217,10 +226,8 @@ def render_video(
     masks = np.zeros((frames, objects, height, width), bool)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     # unannotated, drawn behind the objects: bystanders from the start, distractors from the cut
-    bystanders = [_new_object(rng, height, width, frames, can_hide=False) for _ in range(bystanders)]
-    for obj, part in zip(bystanders, rng.permutation(len(PART_COLORS))):
-        obj.part, obj.radius = PART_COLORS[part], obj.radius * CONCEPT_SIZE
-    extras: list[SynthObject] = list(bystanders)
+    extras = _bystanders(rng, bystanders, height, width, frames) if concept_cut else []
+    bystanders = list(extras)
     for t in range(frames):
         if t == cut:  # camera and scene change: new background, zoom and positions
             background, zoom = _background(rng, height, width), rng.uniform(0.7, 1.3)
@@ -373,6 +380,9 @@ def main(argv: list[str]) -> int:
         "in their old look appear (a task SAM 2's pixel memory fails and a concept solves)",
     )
     parser.add_argument("--distractors", type=int, default=1, help="distractors per --concept-cut")
+    parser.add_argument(
+        "--bystanders", type=int, default=0, help="--concept-cut: unannotated objects in view all along"
+    )
     parser.add_argument("--sav", action="store_true", help="also write SA-V style mp4 + _manual.json")
     parser.add_argument("--shard-size", type=float, default=DEFAULT_SHARD_BYTES / 1e9, help="GB per shard")
     args = parser.parse_args(argv)
@@ -390,6 +400,7 @@ def main(argv: list[str]) -> int:
         scene_cut=not args.no_scene_cuts,
         concept_cut=args.concept_cut,
         distractors=args.distractors,
+        bystanders=args.bystanders,
     )
     print(f"{args.out}: {index['samples']} videos, {index['objects']} objects, {index['frames']} frames")
     return 0
