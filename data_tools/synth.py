@@ -21,8 +21,8 @@ from PIL import Image
 from pycocotools import mask as mask_util
 from tqdm import tqdm
 
-from data_tools.format import DEFAULT_SHARD_BYTES, ShardWriter, make_sample, mask_to_rle, write_index
 from data_tools.video import require_av
+from sec_train.data.format import DEFAULT_SHARD_BYTES, ShardWriter, make_sample, mask_to_rle, write_index
 from sec_train.types import VideoSample
 
 SHAPES = ("ellipse", "rectangle", "diamond")
@@ -349,18 +349,30 @@ def synthesize(
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     **render,
 ) -> dict:
-    """Renders `videos` videos into `out/` (DAVIS-style folders), `out/shards/` (with index) and,
-    with `sav`, `out/sav/` (mp4 + `_manual.json`). Returns the shard index."""
+    """Renders `videos` videos into `out/` (DAVIS-style folders, `scene_info.json`), `out/shards/`
+    (with index) and, with `sav`, `out/sav/` (mp4 + `_manual.json`). Returns the shard index."""
     out = Path(out)
     writer = ShardWriter(out / "shards", "synth", shard_bytes)
+    scene_info = {}
     for index in tqdm(range(videos), desc="synth", unit="video"):
         video = render_video(f"synth{index:05d}", seed * 100_003 + index, **render)
         jpegs = [encode_jpeg(frame) for frame in video.frames]
         write_davis(video, out, jpegs)
         writer.write(video_sample(video, jpegs))
+        scene_info[video.name] = scene_segments(video)
         if sav:
             write_sav(video, out / "sav")
+    (out / "scene_info.json").write_text(json.dumps(scene_info, indent=1))
     return write_index(out / "shards", writer.close())
+
+
+def scene_segments(video: SynthVideo) -> dict[str, list[int]]:
+    """SeCVOS's `scene_info` entry of a video: `first_segment` up to its cut, `second_segment`
+    from it on (the first frame to the last without a cut)."""
+    last = len(video.frames) - 1
+    if not video.cuts:
+        return {"first_segment": [0, last]}
+    return {"first_segment": [0, video.cuts[0] - 1], "second_segment": [video.cuts[0], last]}
 
 
 def main(argv: list[str]) -> int:

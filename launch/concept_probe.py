@@ -51,7 +51,7 @@ def concept_only(propagator: SeCPropagator, video: Video, concept: torch.Tensor)
     high_res = [tracker._to_map(x, level) for level, x in enumerate(features.levels[:-1])]
     blank = tracker._sam_heads(torch.zeros_like(tracker._to_map(top)), high_res, features.image_pe, True)
     moved = (out.mask_logits - blank.mask_logits).abs().mean() / out.mask_logits.abs().mean()
-    return _iou(propagator._video_masks(out, truth.shape)[0], truth), float(moved)
+    return _iou(propagator._video_logits(out, truth.shape)[0] > 0, truth), float(moved)
 
 
 def memory_only(model: SeCModel, video: Video) -> float:

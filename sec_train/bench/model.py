@@ -2,7 +2,7 @@
 random-weight SeC at real dimensions (InternVL 2.5-4B + SAM 2.1-L) on one CUDA GPU under
 DeepSpeed ZeRO-2 or ZeRO-3, through the framework's own training step.
 
-Reports tokens/s (LLM tokens), samples/s, an MFU estimate (see `sec_train.train.logging`) and
+Reports tokens/s (LLM tokens), samples/s, an MFU estimate (see `sec_train.train.run_log`) and
 the peak memory of the GPU. Batches come from the real data path (synthesized videos, the
 recipe's sampler and collator at 448 / 1024 px). Without CUDA it says so and exits 0.
 """
@@ -22,12 +22,14 @@ import torch
 from tqdm import tqdm
 
 from data_tools.synth import synthesize
-from sec_train.model.sec import SeCModel, build_sec_model
-from sec_train.model.tokenizer import IMG_CONTEXT, build_toy_tokenizer
+from sec_train.model.build import build_sec_model
+from sec_train.model.sec import SeCModel
+from sec_train.model.tokenizer import build_toy_tokenizer
 from sec_train.model.trainable import apply_trainable
+from sec_train.tokens import IMG_CONTEXT
 from sec_train.train.config import TrainConfig, load_config
-from sec_train.train.logging import flops_per_token, peak_flops
-from sec_train.train.loop import Trainer, build_train_loader
+from sec_train.train.loop import Trainer
+from sec_train.train.run_log import flops_per_token, peak_flops
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 RECIPES = {"real": CONFIGS / "sec_stage2.yaml", "toy": CONFIGS / "toy_stage2.yaml"}
@@ -114,13 +116,12 @@ def main(argv: list[str]) -> int:
             f"max_steps={args.warmup + args.steps}",
         ],
     )
-    model = random_model(cfg, args.dims)
-    trainer = Trainer(cfg, model=model)
     with tempfile.TemporaryDirectory() as tmp:
         synthesize(tmp, 4, frames=24, height=360, width=640, objects=3)
         data = dataclasses.replace(cfg.data, train=[str(Path(tmp) / "shards")], num_workers=2)
-        loader = build_train_loader(dataclasses.replace(cfg, data=data), model)
-        batches = [batch.to("cuda") for _, batch in zip(range(4), loader)]
+        cfg = dataclasses.replace(cfg, data=data)
+        trainer = Trainer(cfg, model=random_model(cfg, args.dims))
+        batches = [batch.to("cuda") for _, batch in zip(range(4), trainer.loader)]
     result = {
         "dims": args.dims,
         "zero": args.zero,

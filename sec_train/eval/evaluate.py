@@ -1,24 +1,21 @@
-"""`sec-train eval`: J, F and J&F of a SeC model on DAVIS-style folders or shards.
+"""A model's J, F and J&F in memory: the trainer's periodic validation (`evaluate_model`).
 
-    sec-train eval --checkpoint DIR --data DAVIS_ROOT_OR_SHARD_DIR [--subset val] [--sam2-only] [--json]
-
-Each video is propagated from each object's first annotation (SeC, or plain SAM 2 with
-`--sam2-only`) and scored on its annotated frames with the DAVIS semi-supervised protocol.
-Videos with a scene change are also scored on the frames at and after their first change
-("post-cut", where SeC's concept guidance acts) and on those before it ("pre-cut"); the change
-frames are the synthetic ground truth's (a shard header's `scene_cuts`) or, without it, the
-frames SeC's scene-change detector fires on. `evaluate_model` is the same evaluation for the
-trainer's periodic validation.
+Each video is propagated from each object's first annotation (SeC, or plain SAM 2) and scored
+on its annotated frames, every annotated object on all of them but the first and last
+(`metrics.score_video`). Videos with a scene change are also scored on the scored frames
+before their first change (`pre_cut`) and at and after it (`post_cut`, where SeC's concept
+guidance acts); the change frames are the synthetic ground truth's (`Video.scene_cuts`, from a
+shard header) or, without it, those SeC's scene-change detector fires on. The `sec-train eval`
+command, which writes predictions and follows the benchmarks' protocols exactly, is `cli.py`. As
+SeC's VOS inference script by default, holes are not filled and an overlap goes to the highest
+logit.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -32,27 +29,21 @@ from sec_train.eval.metrics import (
     score_video,
     summarize,
 )
-from sec_train.infer.overlay import save_palette_png
 from sec_train.infer.propagate import PropagationConfig, PropagationStats, SeCPropagator
-from sec_train.infer.runtime import (
-    add_model_arguments,
-    autocast,
-    load_model,
-    propagation_config,
-    resolve_device,
-)
 from sec_train.infer.scene import SceneChangeDetector
 from sec_train.infer.video import Video
 from sec_train.model.sec import SeCModel
 
-SEGMENTS = ("pre_cut", "post_cut")
+# SeC's vos_inference.py runs without post-processing unless given --apply_postprocessing
+# (vos_evaluation/vos_inference.py:310,356; its documented commands do not give it)
+EVAL_FILL_HOLE_AREA = 0
+CUT_SEGMENTS = ("pre_cut", "post_cut")
 
 
 @dataclass
 class VideoResult:
     """One video's per-object scores, its scene cuts, per-segment (J, F) of each object (empty
-    without a cut; an object absent from a segment's scored frames is left out of it) and what
-    propagating it cost."""
+    without a cut) and what propagating it cost."""
 
     name: str
     scores: dict[int, ObjectScore]
@@ -95,8 +86,8 @@ def segment_scores(
     scored = slice(1, -1) if len(frames) >= 3 else slice(None)
     positions = np.asarray(frames)[scored]
     gt, pred = gt[scored], pred[scored]
-    out: dict[str, dict[int, tuple[float, float]]] = {segment: {} for segment in SEGMENTS}
-    for segment, keep in zip(SEGMENTS, (positions < cut, positions >= cut)):
+    out: dict[str, dict[int, tuple[float, float]]] = {segment: {} for segment in CUT_SEGMENTS}
+    for segment, keep in zip(CUT_SEGMENTS, (positions < cut, positions >= cut)):
         if not keep.any():
             continue
         for obj in object_ids:
@@ -116,7 +107,7 @@ class EvalResult:
         """`summarize`'s means, the LVLM calls and, over the videos with a cut, the per-segment
         means (`J&F_post_cut`, ...; absent when no video has a cut) and `num_cut_videos`."""
         summary = summarize({v.name: v.scores for v in self.videos})
-        for segment in SEGMENTS:
+        for segment in CUT_SEGMENTS:
             scores = [pair for v in self.videos for pair in v.segments.get(segment, {}).values()]
             summary.update(_segment_means(segment, scores))
         summary["num_cut_videos"] = float(sum(bool(v.cuts) for v in self.videos))
@@ -126,9 +117,9 @@ class EvalResult:
         return summary
 
 
-def evaluate_video(propagator: SeCPropagator, video: Video, save_dir: Path | None = None) -> VideoResult:
+def evaluate_video(propagator: SeCPropagator, video: Video) -> VideoResult:
     """Propagates one video and scores it on its annotated frames, overall and before and after
-    its first scene change (`Video.scene_cuts`, else the detector's); optionally saves the masks."""
+    its first scene change (`Video.scene_cuts`, else the detector's)."""
     stats = PropagationStats()
     annotated = sorted(video.annotations)
     predicted = {}
@@ -139,9 +130,6 @@ def evaluate_video(propagator: SeCPropagator, video: Video, save_dir: Path | Non
             cuts.append(t)
         if t in video.annotations:
             predicted[t] = labels
-        if save_dir is not None:
-            (save_dir / video.name).mkdir(parents=True, exist_ok=True)
-            save_palette_png(labels, save_dir / video.name / f"{video.frame_name(t)}.png")
     gt = np.stack([video.labels(t) for t in annotated])
     pred = np.stack([predicted[t] for t in annotated])
     # every annotated object was prompted on its first annotated frame, so all of them are scored
@@ -154,13 +142,12 @@ def evaluate_videos(
     propagator: SeCPropagator,
     videos: Iterable[Video],
     max_videos: int | None = None,
-    save_dir: Path | None = None,
 ) -> EvalResult:
     """Evaluates the videos in order (the first `max_videos` of them), with a progress bar."""
     result = EvalResult()
     videos = itertools.islice(videos, max_videos)
     for video in tqdm(videos, total=max_videos, desc="eval", unit="video"):
-        result.videos.append(evaluate_video(propagator, video, save_dir))
+        result.videos.append(evaluate_video(propagator, video))
     if not result.videos:
         raise ValueError("no videos to evaluate")
     return result
@@ -181,61 +168,8 @@ def evaluate_model(
     was_training = model.training
     model.eval()
     try:
-        propagator = SeCPropagator(model, PropagationConfig(use_concept=use_concept))
+        config = PropagationConfig(use_concept=use_concept, fill_hole_area=EVAL_FILL_HOLE_AREA)
+        propagator = SeCPropagator(model, config)
         return evaluate_videos(propagator, open_videos(data), max_videos).summary()
     finally:
         model.train(was_training)
-
-
-def format_table(result: EvalResult) -> str:
-    """Per-video and mean J, F, J&F, post-cut J&F (`-` without a cut) and LVLM calls as a
-    fixed-width table."""
-    width = max(12, *(len(v.name) for v in result.videos))
-    lines = [f"{'video':<{width}} {'objects':>7} {'J':>7} {'F':>7} {'J&F':>7} {'J&F cut':>8} {'LVLM':>5}"]
-    rows = [(v.name, len(v.scores), v.means(), v.stats.lvlm_calls) for v in result.videos]
-    s = result.summary()
-    rows.append(("mean", int(s["num_objects"]), s, int(s["lvlm_calls"])))
-    for name, objects, m, calls in rows:
-        post = f"{m['J&F_post_cut']:.4f}" if "J&F_post_cut" in m else "-"
-        scores = f"{m['J']:>7.4f} {m['F']:>7.4f} {m['J&F']:>7.4f}"
-        lines.append(f"{name:<{width}} {objects:>7} {scores} {post:>8} {calls:>5}")
-    return "\n".join(lines)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sec-train eval", description=__doc__.split("\n")[0])
-    add_model_arguments(parser)
-    parser.add_argument(
-        "--data", required=True, help="DAVIS-style root (JPEGImages/, Annotations/) or shard dir"
-    )
-    parser.add_argument("--subset", help="DAVIS ImageSets/2017/<subset>.txt, e.g. val")
-    parser.add_argument("--max-videos", type=int, help="evaluate only the first N videos")
-    parser.add_argument(
-        "--save-masks", help="also write each video's predicted palette PNGs under this folder"
-    )
-    parser.add_argument("--json", action="store_true", help="print per-video and mean scores as JSON")
-    return parser
-
-
-def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    device = resolve_device(args.device)
-    model = load_model(args.checkpoint, device)
-    propagator = SeCPropagator(model, propagation_config(args, model))
-    save_dir = Path(args.save_masks) if args.save_masks else None
-    with autocast(device, args.dtype):
-        result = evaluate_videos(propagator, open_videos(args.data, args.subset), args.max_videos, save_dir)
-    if args.json:
-        per_video = {
-            v.name: {
-                **v.means(),
-                "scene_cuts": v.cuts,
-                "lvlm_calls": v.stats.lvlm_calls,
-                "objects": {o: s.as_dict() for o, s in v.scores.items()},
-            }
-            for v in result.videos
-        }
-        print(json.dumps({"videos": per_video, "mean": result.summary()}, indent=2))
-    else:
-        print(format_table(result))
-    return 0
