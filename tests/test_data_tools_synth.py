@@ -1,5 +1,7 @@
 """Synthetic videos: the events the demo and tests rely on actually happen."""
 
+import json
+
 import numpy as np
 
 from data_tools.cli import main as sec_data
@@ -78,3 +80,6 @@ def test_synth_shards_record_their_scene_cuts(tmp_path):
     assert sec_data(args) == 0
     (video,) = open_videos(tmp_path / "shards")
     assert video.scene_cuts and 2 <= video.scene_cuts[0] <= 6
+    cut = video.scene_cuts[0]  # the same cut as SeCVOS segments, for `sec-train eval --scene-info`
+    segments = json.loads((tmp_path / "scene_info.json").read_text())["synth00000"]
+    assert segments == {"first_segment": [0, cut - 1], "second_segment": [cut, 7]}
