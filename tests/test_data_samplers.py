@@ -128,6 +128,25 @@ def _green(images: torch.Tensor) -> torch.Tensor:
     return (g - torch.maximum(r, b)) > 100
 
 
+def test_stage2_cut_target_prob_prefers_scene_cut_targets(sample, tokenizer):
+    header = {**sample.header, "scene_cuts": [9]}
+    counts = {}
+    for prob in (0.0, 0.5, 1.0):
+        sampler = Stage2Sampler(Stage2Config(cut_target_prob=prob), mode="fused", tokenizer=tokenizer,
+                                lvlm_image_size=28, sam_image_size=32, num_image_tokens=2)  # fmt: skip
+        plans = [sampler.plan(header, 1, np.random.default_rng(seed)) for seed in range(200)]
+        counts[prob] = sum(plan.target == 9 for plan in plans)
+    assert counts[1.0] == 200 and 70 < counts[0.5] < 130 and counts[0.0] < 30
+    # the official draw is untouched when off or when the video records no cut
+    for seed in range(20):
+        off = Stage2Sampler(Stage2Config(), mode="fused", tokenizer=tokenizer,
+                            lvlm_image_size=28, sam_image_size=32, num_image_tokens=2)  # fmt: skip
+        on = Stage2Sampler(Stage2Config(cut_target_prob=1.0), mode="fused", tokenizer=tokenizer,
+                           lvlm_image_size=28, sam_image_size=32, num_image_tokens=2)  # fmt: skip
+        a = off.plan(header, 1, np.random.default_rng(seed))
+        assert a == on.plan(sample.header, 1, np.random.default_rng(seed))
+
+
 def test_stage2_example_outlines_references_and_keeps_the_target_clean(sample, tokenizer):
     sampler = Stage2Sampler(Stage2Config(add_noise=False), mode="fused", tokenizer=tokenizer,
                             lvlm_image_size=64, sam_image_size=32, num_image_tokens=2)  # fmt: skip

@@ -114,12 +114,17 @@ class Stage2Config:
     obj_list: str | None = None
     """A "video_id obj_id" file (SA-V's `sav_video_obj_ids.txt`) restricting which objects are
     examples; None: every object."""
+    cut_target_prob: float = 0.0
+    """Chance that the target is a scene-cut frame (the shard header's `scene_cuts`) when the
+    video has one that can be; not in SeC's recipe (0 keeps its draw). For synthetic concept-cut
+    videos, where the official draw rarely lands where a concept is needed."""
 
     def __post_init__(self) -> None:
         check(self.min_context >= 1, "min_context", self.min_context, ">= 1")
         check(self.max_context >= self.min_context, "max_context", self.max_context, ">= min_context")
         check(self.min_refs >= 1, "min_refs", self.min_refs, ">= 1")
         check(self.max_refs >= self.min_refs, "max_refs", self.max_refs, ">= min_refs")
+        _check_probabilities(self, ("cut_target_prob",))
         check(self.max_noise_objects >= 0, "max_noise_objects", self.max_noise_objects, ">= 0")
         check(self.contour_thickness >= 1, "contour_thickness", self.contour_thickness, ">= 1")
 

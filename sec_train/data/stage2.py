@@ -9,6 +9,7 @@ then resized to the LVLM's; the target last. With `add_noise`, 0..`max_noise_obj
 objects (uniformly many) draw reference frames of their own, outlined around them, and those
 replace a random number of the references after the first. SAM 2 gets the target (and in
 `fused` mode the frames from the start frame on) at its resolution with the object's GT masks.
+With `cut_target_prob` (not in SeC's recipe) the target is preferably a scene-cut frame.
 """
 
 from __future__ import annotations
@@ -146,7 +147,8 @@ class Stage2Sampler:
         visible = header["visible"].get(str(obj), [])
         if not visible:
             raise ValueError(f"object {obj} is never visible")
-        start, target, refs = self._frames(sorted(visible), len(header["frame_indices"]), rng)
+        cuts = self._cut_targets(header, rng)
+        start, target, refs = self._frames(sorted(visible), len(header["frame_indices"]), rng, cuts)
         if self.mode == "fused" and start == target:
             raise ValueError(
                 f"object {obj} is visible only on the last frame: fused mode needs a frame before"
@@ -156,14 +158,30 @@ class Stage2Sampler:
             self._add_noise(header, obj, refs, outlined, rng)
         return Stage2Plan(start, target, refs, outlined)
 
-    def _frames(self, visible: list[int], n: int, rng: np.random.Generator) -> tuple[int, int, list[int]]:
+    def _cut_targets(self, header: dict[str, Any], rng: np.random.Generator) -> list[int]:
+        """The video's scene-cut frames with probability `cut_target_prob`, else none (and no
+        draw from `rng` when the option is off, so the official draw is unchanged)."""
+        cuts = [int(c) for c in header.get("scene_cuts", [])]
+        if not cuts or self.cfg.cut_target_prob <= 0 or rng.random() >= self.cfg.cut_target_prob:
+            return []
+        return cuts
+
+    def _frames(
+        self, visible: list[int], n: int, rng: np.random.Generator, cuts: list[int] = ()
+    ) -> tuple[int, int, list[int]]:
         """(start, target, references) of an object visible on `visible` of `n` annotated
-        frames, by the official `_sample_frames` (sec_seg_dataset.py:379-406)."""
+        frames, by the official `_sample_frames` (sec_seg_dataset.py:379-406); a target among
+        `cuts` that a visible start frame reaches within the context range wins."""
         cfg = self.cfg
         offset = int(rng.integers(cfg.min_context, cfg.max_context + 1))
         num_refs = int(rng.integers(cfg.min_refs, cfg.max_refs + 1))
+        at_cut = [
+            (v, c) for c in cuts if c < n for v in visible if cfg.min_context <= c - v <= cfg.max_context
+        ]
         starts = [v for v in visible if v + offset < n - 1]
-        if starts:
+        if at_cut:
+            start, target = at_cut[int(rng.integers(len(at_cut)))]
+        elif starts:
             start = int(rng.choice(starts))
             target = start + offset
         else:  # too short for this offset: the first visible frame and the last frame

@@ -149,7 +149,7 @@ class SeCPropagator:
         concepts: list[torch.Tensor | None] = [None] * len(groups)
         if scene_change:
             stats.lvlm_frames.append(t)
-            concept = self._concept([bank for g in groups for bank in g.banks], frame)
+            concept = self.concepts([bank for g in groups for bank in g.banks], frame)
             concepts = list(concept.split([len(g.object_ids) for g in groups]))
         scores = {}
         for group, concept in zip(groups, concepts):
@@ -223,7 +223,7 @@ class SeCPropagator:
             bank.add(t, frame, mask)
         return banks
 
-    def _concept(self, banks: list[KeyframeBank], frame: np.ndarray) -> torch.Tensor:
+    def concepts(self, banks: list[KeyframeBank], frame: np.ndarray) -> torch.Tensor:
         """One batched LVLM call: each object's keyframes + the current frame -> `[N, 256]`."""
         model, tokenizer = self.model, self.model.tokenizer
         current = resize_image(frame, model.lvlm_image_size)
