@@ -65,14 +65,23 @@ def test_find_falls_back_to_newest_complete(tmp_path):
     assert find_checkpoint(tmp_path) == root / "step-00000020"
 
 
-def test_load_refuses_incomplete_or_other_world_size(tmp_path):
+def test_load_refuses_incomplete_or_other_launcher_or_unsplittable_states(tmp_path):
     accelerator = Accelerator(cpu=True)
     with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
         load_checkpoint(accelerator, tmp_path, {})
-    (tmp_path / META).write_text(json.dumps({"step": 1, "num_processes": 2}))
-    with pytest.raises(ValueError, match="written by 2 processes, this run has 1.*model.init="):
+    meta = {"step": 1, "num_processes": 2, "launcher": "deepspeed", "zero_stage": 3}
+    (tmp_path / META).write_text(json.dumps(meta))
+    with pytest.raises(
+        ValueError, match="under deepspeed with 2 processes.*deepspeed=configs/deepspeed/zero3.json"
+    ):
         load_checkpoint(accelerator, tmp_path, {})
+    (tmp_path / META).write_text(json.dumps(meta | {"launcher": "plain"}))
+    for rank in (0, 1):
+        (tmp_path / f"loader_rank{rank}.json").write_text('{"position": 1}')
+    with pytest.raises(ValueError, match=r"\['loader'\] cannot move from 2 processes to 1"):
+        load_checkpoint(accelerator, tmp_path, {"loader": _Position()})
     (tmp_path / META).write_text(json.dumps({"step": 1, "num_processes": 1}))
+    (tmp_path / "loader_rank0.json").unlink()
     with pytest.raises(FileNotFoundError, match="loader_rank0.json is missing.*model.init="):
         load_checkpoint(accelerator, tmp_path, {"loader": _Position()})
 
@@ -112,7 +121,9 @@ def _saved(tmp_path: Path, monkeypatch) -> tuple[Accelerator, Path, tuple]:
     model = accelerator.prepare(torch.nn.Linear(2, 1))
     torch.manual_seed(3)
     states = {"loader": _Position(7), "rng": RNGState()}
-    path = save_checkpoint(accelerator, model, tmp_path, 5, states=states, config_yaml="", keep_last=1)
+    path = save_checkpoint(
+        accelerator, model, tmp_path, 5, states=states, config_yaml="", keep_last=1, global_batch=4
+    )
     return accelerator, path, _draws()
 
 
@@ -122,7 +133,8 @@ def test_states_round_trip_as_json(tmp_path, monkeypatch):
     _draws()
     position = _Position()
     meta = load_checkpoint(accelerator, path, {"loader": position, "rng": RNGState()})
-    assert meta == {"step": 5, "num_processes": 1} and position.position == 7
+    assert meta == {"step": 5, "num_processes": 1, "global_batch": 4, "launcher": "plain", "zero_stage": None}
+    assert position.position == 7
     assert _draws() == after_save
 
 
@@ -152,3 +164,30 @@ def test_a_payload_in_accelerates_rng_file_never_runs(tmp_path, monkeypatch):
     load_checkpoint(accelerator, path, {"loader": _Position(), "rng": RNGState()})
     assert not marker.exists()
     assert _draws() == after_save
+
+
+class _Positions(_Position):
+    """A state that takes every old rank's position when the world size changed."""
+
+    def load_resharded_state_dicts(self, states: list[dict]) -> None:
+        self.position = sum(state["position"] for state in states)
+
+
+def test_a_plain_checkpoint_of_two_processes_resumes_on_one(tmp_path, monkeypatch):
+    accelerator, path, _ = _saved(tmp_path, monkeypatch)
+    # as two processes would have written it: rank 1's files beside rank 0's
+    (path / META).write_text(json.dumps(json.loads((path / META).read_text()) | {"num_processes": 2}))
+    (path / "loader_rank1.json").write_text('{"position": 5}')
+    (path / "rng_rank1.json").write_text((path / "rng_rank0.json").read_text())
+    weights = [p.detach().clone() for p in accelerator._models[0].parameters()]
+    with torch.no_grad():
+        for p in accelerator._models[0].parameters():
+            p.zero_()
+    draws = []
+    for rank in (0, 1, 0):
+        position = _Positions()
+        load_checkpoint(accelerator, path, {"loader": position, "rng": RNGState(rank)})
+        draws.append(_draws())
+        assert position.position == 12
+    assert all(torch.equal(a, b) for a, b in zip(weights, accelerator._models[0].parameters()))
+    assert draws[0] == draws[2] != draws[1]  # each new rank its own stream, the same on every resume

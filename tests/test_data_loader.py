@@ -98,7 +98,9 @@ def _take(loader, batches):
 
 
 def _resharded(shard_dir, tokenizer, states, world, workers):
-    loaders = [_loader(shard_dir, tokenizer, workers=workers, rank=r, world=world, batch=2) for r in range(world)]
+    loaders = [
+        _loader(shard_dir, tokenizer, workers=workers, rank=r, world=world, batch=2) for r in range(world)
+    ]
     for loader in loaders:
         loader.load_resharded_state_dicts(states)
     return loaders

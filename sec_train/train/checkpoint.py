@@ -10,11 +10,20 @@ One checkpoint::
         {name}_rank{R}.json    `state_dict()` of each state the trainer passes (train counters,
                                loader position, RNG), one file per process
         config.yaml            the resolved run config
-        meta.json              step and process count; written last
+        meta.json              step, process count, launcher ("deepspeed" / "plain"), ZeRO
+                               stage and global batch; written last
+        universal/             (made on first need) DeepSpeed's world-size-free universal
+                               checkpoint of the ZeRO shards, for resuming on another world size
 
 A checkpoint is written into `.tmp-step-*`, fsynced, then renamed; `latest` moves after the
 rename, so a crash at any point leaves the previous checkpoint as `latest`. The states are JSON,
 never pickle: loading a checkpoint cannot run code hidden in it.
+
+Resuming on another number of processes: the states are re-split
+(`Resplittable.load_resharded_state_dicts` gets every old rank's state). A plain accelerate
+checkpoint's model and optimizer files are whole, so they load as they are; DeepSpeed's ZeRO
+shards are converted once into DeepSpeed's universal format (`deepspeed.checkpoint.ds_to_universal`,
+kept in `universal/`) and loaded from there.
 """
 
 from __future__ import annotations
@@ -42,6 +51,12 @@ class Stateful(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+class Resplittable(Stateful, Protocol):
+    """A state that can continue on another world size from every old rank's state."""
+
+    def load_resharded_state_dicts(self, states: list[dict[str, Any]]) -> None: ...
+
+
 def state_file(name: str, rank: int) -> str:
     """The file holding state `name` of process `rank`."""
     return f"{name}_rank{rank}.json"
@@ -51,11 +66,15 @@ def _uses_deepspeed(accelerator: Accelerator) -> bool:
     return accelerator.distributed_type == DistributedType.DEEPSPEED
 
 
+def _zero_stage(accelerator: Accelerator) -> int | None:
+    return accelerator.state.deepspeed_plugin.zero_stage if _uses_deepspeed(accelerator) else None
+
+
 def _gathered_trainable(
     accelerator: Accelerator, model: torch.nn.Module
 ) -> contextlib.AbstractContextManager:
     """Under ZeRO-3 each process holds a shard of every parameter: gather the trainable ones."""
-    if _uses_deepspeed(accelerator) and accelerator.state.deepspeed_plugin.zero_stage == 3:
+    if _zero_stage(accelerator) == 3:
         import deepspeed
 
         params = [p for p in model.parameters() if p.requires_grad]
@@ -72,6 +91,7 @@ def save_checkpoint(
     states: dict[str, Stateful],
     config_yaml: str,
     keep_last: int,
+    global_batch: int,
 ) -> Path:
     """Writes the checkpoint of `step` atomically; called on every process.
 
@@ -84,6 +104,8 @@ def save_checkpoint(
             trainer, "loader": loader, "rng": RNGState()}; each is written as JSON.
         config_yaml (`str`): the resolved config.
         keep_last (`int`): complete checkpoints to keep; older ones are deleted.
+        global_batch (`int`): samples per optimizer step over all processes (kept when a run
+            resumes on another world size).
 
     Returns:
         The final checkpoint directory.
@@ -107,7 +129,9 @@ def save_checkpoint(
         (tmp / state_file(name, accelerator.process_index)).write_text(json.dumps(state.state_dict()))
     if accelerator.is_main_process:
         (tmp / "config.yaml").write_text(config_yaml)
-        meta = {"step": step, "num_processes": accelerator.num_processes}
+        meta = {"step": step, "num_processes": accelerator.num_processes, "global_batch": global_batch}
+        meta |= {"launcher": "deepspeed" if _uses_deepspeed(accelerator) else "plain"}
+        meta |= {"zero_stage": _zero_stage(accelerator)}
         (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -154,6 +178,18 @@ def _publish(tmp: Path, final: Path, keep_last: int) -> None:
             shutil.rmtree(old)
 
 
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The meta of the complete checkpoint at `path`.
+
+    Raises:
+        FileNotFoundError: `path` is not a complete checkpoint.
+    """
+    path = Path(path)
+    if not (path / META).is_file():
+        raise FileNotFoundError(f"{path} is not a complete checkpoint ({META} is missing)")
+    return json.loads((path / META).read_text())
+
+
 def load_checkpoint(
     accelerator: Accelerator, path: str | Path, states: dict[str, Stateful]
 ) -> dict[str, Any]:
@@ -161,30 +197,67 @@ def load_checkpoint(
 
     Every state file is read and parsed before anything is restored, so a missing or non-JSON
     one changes nothing. The states are restored after accelerate's: an RNG state among them
-    wins over accelerate's copy of the generators.
+    wins over accelerate's copy of the generators. A checkpoint of another world size restores
+    each state from all the old ranks' files (`Resplittable`); under DeepSpeed its ZeRO shards
+    go through the universal format (converted once, see the module docstring).
 
     Returns:
-        The checkpoint's meta ("step", "num_processes").
+        The checkpoint's meta ("step", "num_processes", "launcher", "zero_stage", ...).
 
     Raises:
         FileNotFoundError: `path` is not a complete checkpoint, or lacks a state file.
-        ValueError: it was written by another number of processes, or a state file is not JSON.
+        ValueError: it needs the other launcher (DeepSpeed or plain accelerate), a state
+            cannot move to another world size, or a state file is not JSON.
     """
     path = Path(path)
-    if not (path / META).is_file():
-        raise FileNotFoundError(f"{path} is not a complete checkpoint ({META} is missing)")
-    meta = json.loads((path / META).read_text())
-    if meta.get("num_processes") != accelerator.num_processes:
-        raise ValueError(
-            f"{path} was written by {meta.get('num_processes')} processes, this run has "
-            f"{accelerator.num_processes}; use model.init={path} to start from its weights"
-        )
-    saved = {name: _read_state(path / state_file(name, accelerator.process_index), path) for name in states}
-    extra = {"load_module_strict": False} if _uses_deepspeed(accelerator) else {}
-    accelerator.load_state(str(path), **extra)
+    meta = read_meta(path)
+    _check_launcher(accelerator, path, meta)
+    old_world = int(meta["num_processes"])
+    if old_world == accelerator.num_processes:
+        saved = {
+            name: _read_state(path / state_file(name, accelerator.process_index), path) for name in states
+        }
+    else:
+        saved = {
+            name: [_read_state(path / state_file(name, r), path) for r in range(old_world)] for name in states
+        }
+        unsplittable = [
+            name for name, state in states.items() if not hasattr(state, "load_resharded_state_dicts")
+        ]
+        if unsplittable:
+            raise ValueError(
+                f"states {unsplittable} cannot move from {old_world} processes to {accelerator.num_processes}"
+            )
+    if old_world != accelerator.num_processes and _uses_deepspeed(accelerator):
+        from sec_train.train.universal import load_universal
+
+        load_universal(accelerator, path)
+    else:
+        extra = {"load_module_strict": False} if _uses_deepspeed(accelerator) else {}
+        accelerator.load_state(str(path), **extra)
     for name, state in states.items():
-        state.load_state_dict(saved[name])
+        if old_world == accelerator.num_processes:
+            state.load_state_dict(saved[name])
+        else:
+            state.load_resharded_state_dicts(saved[name])
     return meta
+
+
+def _check_launcher(accelerator: Accelerator, path: Path, meta: dict[str, Any]) -> None:
+    """A DeepSpeed checkpoint needs DeepSpeed and a plain one plain accelerate; says which."""
+    launcher = meta.get("launcher", "deepspeed" if (path / "pytorch_model").is_dir() else "plain")
+    ours = "deepspeed" if _uses_deepspeed(accelerator) else "plain"
+    if launcher == ours:
+        return
+    if launcher == "deepspeed":
+        stage = meta.get("zero_stage") or 2
+        need = f"DeepSpeed: add deepspeed=configs/deepspeed/zero{stage}.json (any number of processes)"
+    else:
+        need = "plain accelerate: drop the deepspeed= key and launch without --use_deepspeed"
+    raise ValueError(
+        f"{path} was written under {launcher} with {meta.get('num_processes')} processes; resuming "
+        f"its optimizer state needs {need}. To start from its weights only, use model.init={path}"
+    )
 
 
 def _read_state(file: Path, checkpoint: Path) -> dict[str, Any]:
