@@ -12,6 +12,8 @@ from typing import Literal
 from sec_train.schema import check, check_choices
 
 Mode = Literal["stage1", "concept_only", "fused"]
+# which earlier frames SAM 2 tracking reads (see `Sam2Tracker`)
+MemorySelection = Literal["recent", "reliable"]
 
 
 @dataclass
@@ -121,6 +123,10 @@ class ModelConfig:
     """Recompute the LVLM's layer activations in backward: real sizes need it at batch 8 per GPU."""
     stage1_tracked_frames: int = 8
     """Stage 1: later frames tracked from memory; the rest get their GT masks as input."""
+    memory_selection: MemorySelection = "recent"
+    """Which earlier frames SAM 2 tracking reads in training (see `Sam2Tracker`): "recent" as SAM
+    2's and SeC's trainers do, "reliable" as SeC's released predictor (inference uses "reliable"
+    whatever this says)."""
     trainable: TrainableConfig = field(default_factory=TrainableConfig)
     """What receives gradients."""
     loss: LossConfig = field(default_factory=LossConfig)

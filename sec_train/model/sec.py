@@ -60,7 +60,7 @@ class SeCModel(nn.Module):
         )
         self.token_attn = build_token_attn(sam2)
         # a plain object holding references, so each weight appears once in the state dict
-        self.tracker = Sam2Tracker(sam2, self.token_attn)
+        self.tracker = Sam2Tracker(sam2, self.token_attn, memory_selection=config.memory_selection)
         self.tokenizer = tokenizer
         self.lora_config = None  # the peft LoraConfig once `apply_trainable` / a checkpoint adds LoRA
         if config.activation_checkpointing:

@@ -109,8 +109,11 @@ class TrainConfig:
     checkpoint's global batch the same way (and says so)."""
     max_steps: int = 1000
     """Optimizer steps of the run (>= 1)."""
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    """"auto" is bf16 on CUDA and fp32 on CPU."""
+    precision: Literal["auto", "bf16", "fp32_autocast_bf16", "fp32"] = "auto"
+    """"bf16": bf16 weights (DeepSpeed's, as SeC's stage 2); "fp32_autocast_bf16": fp32 weights,
+    gradients and optimizer with the forward under bf16 autocast and fp32 mask logits for the
+    loss (SAM 2's trainer, as SeC's stage 1); "fp32". "auto" is fp32 on CPU and, on CUDA,
+    "fp32_autocast_bf16" for stage 1 and "bf16" otherwise (see `sec_train.train.accel`)."""
     deepspeed: str | None = None
     """A DeepSpeed JSON whose "auto" values are filled from this recipe; None: plain accelerate."""
     log_every: int = 10

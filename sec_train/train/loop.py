@@ -12,7 +12,7 @@ from sec_train.checkpoint_layout import find_checkpoint
 from sec_train.data.loader import Loader, build_loader
 from sec_train.model.build import build_trainable_model
 from sec_train.model.sec import SeCModel
-from sec_train.train.accel import init_process_group, make_accelerator
+from sec_train.train.accel import forward_autocast, init_process_group, make_accelerator
 from sec_train.train.checkpoint import Stateful, load_checkpoint, read_meta, save_checkpoint
 from sec_train.train.config import TrainConfig, to_yaml, with_global_batch
 from sec_train.train.optim import build_optimizer, build_scheduler
@@ -106,7 +106,8 @@ class Trainer:
         Raises:
             NonFiniteLossError: `cfg.max_nonfinite` non-finite losses in a row.
         """
-        losses = self.model(batch.to(self.accelerator.device, non_blocking=True))
+        with forward_autocast(self.cfg, self.accelerator.device):
+            losses = self.model(batch.to(self.accelerator.device, non_blocking=True))
         parts, finite = self._reduced_losses(losses)
         if not finite:
             self.nonfinite_total += 1
@@ -199,7 +200,11 @@ class Trainer:
         from sec_train.eval.evaluate import evaluate_model
 
         use_concept = self.cfg.model.mode != "stage1"
-        with torch.no_grad(), self.accelerator.autocast():
+        with (
+            torch.no_grad(),
+            self.accelerator.autocast(),
+            forward_autocast(self.cfg, self.accelerator.device),
+        ):
             scores = evaluate_model(
                 self.unwrapped, self.cfg.data.val, use_concept=use_concept, max_videos=self.cfg.val_max_videos
             )
