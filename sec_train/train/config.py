@@ -128,7 +128,8 @@ class TrainConfig:
     """Checkpoints kept under `out_dir`; older ones are deleted (>= 1)."""
     resume: str | None = None
     """None, "auto" (the newest complete checkpoint under `out_dir`, or a fresh start if there is
-    none) or a checkpoint path: restores weights, optimizer, scheduler, RNG and data position."""
+    none) or a checkpoint path: restores weights, optimizer, scheduler, RNG and data position,
+    also on another number of processes (TRAIN.md, "Checkpoints and resume")."""
     max_nonfinite: int = 5
     """Non-finite losses in a row (each skipped) before the run stops (>= 1)."""
 
