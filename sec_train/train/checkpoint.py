@@ -41,6 +41,7 @@ from accelerate.utils import DistributedType
 
 from sec_train.checkpoint_layout import LATEST, META, checkpoint_root, complete_checkpoints
 from sec_train.model.weights import save_trainable
+from sec_train.train.universal import load_universal
 
 
 class Stateful(Protocol):
@@ -212,35 +213,33 @@ def load_checkpoint(
     path = Path(path)
     meta = read_meta(path)
     _check_launcher(accelerator, path, meta)
-    old_world = int(meta["num_processes"])
-    if old_world == accelerator.num_processes:
-        saved = {
-            name: _read_state(path / state_file(name, accelerator.process_index), path) for name in states
-        }
-    else:
-        saved = {
-            name: [_read_state(path / state_file(name, r), path) for r in range(old_world)] for name in states
-        }
-        unsplittable = [
-            name for name, state in states.items() if not hasattr(state, "load_resharded_state_dicts")
-        ]
-        if unsplittable:
-            raise ValueError(
-                f"states {unsplittable} cannot move from {old_world} processes to {accelerator.num_processes}"
-            )
-    if old_world != accelerator.num_processes and _uses_deepspeed(accelerator):
-        from sec_train.train.universal import load_universal
-
+    resized = int(meta["num_processes"]) != accelerator.num_processes
+    saved = _read_states(accelerator, path, int(meta["num_processes"]), states)
+    if resized and _uses_deepspeed(accelerator):
         load_universal(accelerator, path)
     else:
         extra = {"load_module_strict": False} if _uses_deepspeed(accelerator) else {}
         accelerator.load_state(str(path), **extra)
     for name, state in states.items():
-        if old_world == accelerator.num_processes:
-            state.load_state_dict(saved[name])
-        else:
-            state.load_resharded_state_dicts(saved[name])
+        (state.load_resharded_state_dicts if resized else state.load_state_dict)(saved[name])
     return meta
+
+
+def _read_states(
+    accelerator: Accelerator, path: Path, old_world: int, states: dict[str, Stateful]
+) -> dict[str, Any]:
+    """Each state's saved dict for this process; from another world size, every old rank's."""
+    if old_world == accelerator.num_processes:
+        rank = accelerator.process_index
+        return {name: _read_state(path / state_file(name, rank), path) for name in states}
+    fixed = [name for name, state in states.items() if not hasattr(state, "load_resharded_state_dicts")]
+    if fixed:  # not `Resplittable`
+        raise ValueError(
+            f"states {fixed} cannot move from {old_world} processes to {accelerator.num_processes}"
+        )
+    return {
+        name: [_read_state(path / state_file(name, r), path) for r in range(old_world)] for name in states
+    }
 
 
 def _check_launcher(accelerator: Accelerator, path: Path, meta: dict[str, Any]) -> None:
