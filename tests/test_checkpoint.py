@@ -23,6 +23,7 @@ from sec_train.checkpoint_layout import (
     DamagedCheckpointError,
     checkpoint_root,
     find_checkpoint,
+    sealed_meta,
     verify_checkpoint,
 )
 from sec_train.train import checkpoint
@@ -83,14 +84,23 @@ def test_find_falls_back_to_newest_complete(tmp_path):
     assert find_checkpoint(tmp_path) == root / "step-00000020"
 
 
-def test_load_refuses_incomplete_or_other_world_size(tmp_path):
+def test_load_refuses_incomplete_or_other_launcher_or_unsplittable_states(tmp_path):
     accelerator = Accelerator(cpu=True)
-    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
+    with pytest.raises(DamagedCheckpointError, match="meta.json: missing"):
         load_checkpoint(accelerator, tmp_path, {})
-    (tmp_path / META).write_text(json.dumps({"step": 1, "num_processes": 2}))
-    with pytest.raises(ValueError, match="written by 2 processes, this run has 1.*model.init="):
+    meta = {"step": 1, "num_processes": 2, "launcher": "deepspeed", "zero_stage": 3}
+    (tmp_path / META).write_text(sealed_meta(meta))
+    with pytest.raises(
+        ValueError, match="under deepspeed with 2 processes.*deepspeed=configs/deepspeed/zero3.json"
+    ):
         load_checkpoint(accelerator, tmp_path, {})
+    (tmp_path / META).write_text(sealed_meta(meta | {"launcher": "plain"}))
+    for rank in (0, 1):
+        (tmp_path / f"loader_rank{rank}.json").write_text('{"position": 1}')
+    with pytest.raises(ValueError, match=r"\['loader'\] cannot move from 2 processes to 1"):
+        load_checkpoint(accelerator, tmp_path, {"loader": _Position()})
     (tmp_path / META).write_text(json.dumps({"step": 1, "num_processes": 1}))
+    (tmp_path / "loader_rank0.json").unlink()
     with pytest.raises(FileNotFoundError, match="loader_rank0.json is missing.*model.init="):
         load_checkpoint(accelerator, tmp_path, {"loader": _Position()})
 
@@ -130,7 +140,9 @@ def _saved(tmp_path: Path, monkeypatch) -> tuple[Accelerator, Path, tuple]:
     model = accelerator.prepare(torch.nn.Linear(2, 1))
     torch.manual_seed(3)
     states = {"loader": _Position(7), "rng": RNGState()}
-    path = save_checkpoint(accelerator, model, tmp_path, 5, states=states, config_yaml="", keep_last=1)
+    path = save_checkpoint(
+        accelerator, model, tmp_path, 5, states=states, config_yaml="", keep_last=1, global_batch=4
+    )
     return accelerator, path, _draws()
 
 
@@ -140,7 +152,14 @@ def test_states_round_trip_as_json(tmp_path, monkeypatch):
     _draws()
     position = _Position()
     meta = load_checkpoint(accelerator, path, {"loader": position, "rng": RNGState()})
-    assert (meta["step"], meta["num_processes"], position.position) == (5, 1, 7)
+    assert {k: meta[k] for k in ("step", "num_processes", "global_batch", "launcher", "zero_stage")} == {
+        "step": 5,
+        "num_processes": 1,
+        "global_batch": 4,
+        "launcher": "plain",
+        "zero_stage": None,
+    }
+    assert position.position == 7
     assert _draws() == after_save
 
 
@@ -182,7 +201,14 @@ def _run_with_checkpoints(
     states = {"loader": _Position(7), "rng": RNGState()}
     paths = {
         step: save_checkpoint(
-            accelerator, model, tmp_path, step, states=states, config_yaml="x: 1", keep_last=keep_last
+            accelerator,
+            model,
+            tmp_path,
+            step,
+            states=states,
+            config_yaml="x: 1",
+            keep_last=keep_last,
+            global_batch=1,
         )
         for step in steps
     }
@@ -260,7 +286,7 @@ def test_pruning_keeps_the_newest_intact_checkpoints_not_damaged_ones(tmp_path, 
     ]
     _truncate(paths[3] / "model.safetensors")  # damaged after publishing; the run resumes from step 2
     model = accelerator.prepare(torch.nn.Linear(2, 1))
-    save_checkpoint(accelerator, model, tmp_path, 3, states={}, config_yaml="", keep_last=2)
+    save_checkpoint(accelerator, model, tmp_path, 3, states={}, config_yaml="", keep_last=2, global_batch=1)
     assert sorted(p.name for p in checkpoint_root(tmp_path).glob("step-*")) == [
         "step-00000002",
         "step-00000003",
@@ -269,9 +295,9 @@ def test_pruning_keeps_the_newest_intact_checkpoints_not_damaged_ones(tmp_path, 
     # a damaged newer checkpoint of an abandoned run does not push the intact ones out
     _run_with_checkpoints(tmp_path, monkeypatch, steps=(4,), keep_last=2)
     _flip_bit(paths[3].parent / "step-00000004" / META)
-    save_checkpoint(accelerator, model, tmp_path, 4, states={}, config_yaml="", keep_last=3)
+    save_checkpoint(accelerator, model, tmp_path, 4, states={}, config_yaml="", keep_last=3, global_batch=1)
     _truncate(paths[3].parent / "step-00000004" / "model.safetensors")
-    save_checkpoint(accelerator, model, tmp_path, 2, states={}, config_yaml="", keep_last=2)
+    save_checkpoint(accelerator, model, tmp_path, 2, states={}, config_yaml="", keep_last=2, global_batch=1)
     assert sorted(p.name for p in checkpoint_root(tmp_path).glob("step-*")) == [
         "step-00000002",
         "step-00000003",
@@ -290,7 +316,9 @@ def test_a_failed_write_keeps_latest_and_removes_the_partial_checkpoint(tmp_path
     with pytest.raises(
         CheckpointWriteError, match="No space left.*`latest` still names step-00000001.*resume=auto"
     ):
-        save_checkpoint(accelerator, model, tmp_path, 2, states={}, config_yaml="", keep_last=1)
+        save_checkpoint(
+            accelerator, model, tmp_path, 2, states={}, config_yaml="", keep_last=1, global_batch=1
+        )
     root = checkpoint_root(tmp_path)
     assert sorted(p.name for p in root.iterdir()) == ["latest", "step-00000001"]
     assert find_checkpoint(tmp_path) == paths[1]
@@ -323,3 +351,31 @@ def test_overwrite_moves_the_old_run_aside(tmp_path, monkeypatch, caplog):
     assert not checkpoint_root(tmp_path).exists() and not (tmp_path / "metrics.jsonl").exists()
     assert verify_checkpoint(aside / "checkpoints" / "step-00000004")["step"] == 4
     assert (aside / "metrics.jsonl").read_text().startswith('{"step": 4')
+
+
+class _Positions(_Position):
+    """A state that takes every old rank's position when the world size changed."""
+
+    def load_resharded_state_dicts(self, states: list[dict]) -> None:
+        self.position = sum(state["position"] for state in states)
+
+
+def test_a_plain_checkpoint_of_two_processes_resumes_on_one(tmp_path, monkeypatch):
+    accelerator, path, _ = _saved(tmp_path, monkeypatch)
+    # as two processes would have written it: rank 1's files beside rank 0's
+    meta = {k: v for k, v in json.loads((path / META).read_text()).items() if k != "meta_crc32"}
+    (path / META).write_text(sealed_meta(meta | {"num_processes": 2}))
+    (path / "loader_rank1.json").write_text('{"position": 5}')
+    (path / "rng_rank1.json").write_text((path / "rng_rank0.json").read_text())
+    weights = [p.detach().clone() for p in accelerator._models[0].parameters()]
+    with torch.no_grad():
+        for p in accelerator._models[0].parameters():
+            p.zero_()
+    draws = []
+    for rank in (0, 1, 0):
+        position = _Positions()
+        load_checkpoint(accelerator, path, {"loader": position, "rng": RNGState(rank)})
+        draws.append(_draws())
+        assert position.position == 12
+    assert all(torch.equal(a, b) for a, b in zip(weights, accelerator._models[0].parameters()))
+    assert draws[0] == draws[2] != draws[1]  # each new rank its own stream, the same on every resume

@@ -85,3 +85,58 @@ def test_resume_refuses_a_different_split(shard_dir, tokenizer):
     state = _loader(shard_dir, tokenizer).state_dict()
     with pytest.raises(ValueError, match="world_size"):
         _loader(shard_dir, tokenizer, rank=1, world=2).load_state_dict(state)
+
+
+def _take(loader, batches):
+    """Keys of the first `batches` batches of `loader`'s epoch, and its state after them."""
+    keys = []
+    for batch in loader:
+        keys += batch.keys
+        if len(keys) == batches * 2:
+            break
+    return keys, loader.state_dict()
+
+
+def _resharded(shard_dir, tokenizer, states, world, workers):
+    loaders = [
+        _loader(shard_dir, tokenizer, workers=workers, rank=r, world=world, batch=2) for r in range(world)
+    ]
+    for loader in loaders:
+        loader.load_resharded_state_dicts(states)
+    return loaders
+
+
+def test_a_different_world_size_consumes_the_rest_of_the_epoch_exactly_once(shard_dir, tokenizer):
+    # 2 processes take 3 and 1 batches of 2; 3 processes with 2 workers each take 1 batch each and
+    # save again; 1 process finishes the epoch. Then the next epoch is 1 process's own.
+    old = [_loader(shard_dir, tokenizer, rank=r, world=2, batch=2) for r in range(2)]
+    taken, states = zip(*[_take(loader, n) for loader, n in zip(old, (3, 1))])
+    consumed = [k for keys in taken for k in keys]
+    middle = _resharded(shard_dir, tokenizer, list(states), world=3, workers=2)
+    taken, states = zip(*[_take(loader, 1) for loader in middle])
+    consumed += [k for keys in taken for k in keys]
+    (last,) = _resharded(shard_dir, tokenizer, list(states), world=1, workers=0)
+    consumed += [k for batch in last for k in batch.keys]
+    assert sorted(consumed) == _all_units(shard_dir)  # none twice, none skipped
+    assert last.state_dict()["splits"] == []
+    fresh = _loader(shard_dir, tokenizer, batch=2)
+    fresh.set_epoch(1)
+    assert [b.keys for b in last] == [b.keys for b in fresh]
+
+
+def test_growing_the_world_splits_the_rest_over_every_new_process(shard_dir, tokenizer):
+    (one,) = [_loader(shard_dir, tokenizer, batch=2)]
+    consumed, state = _take(one, 2)
+    grown = _resharded(shard_dir, tokenizer, [state], world=2, workers=0)
+    rests = [[k for batch in loader for k in batch.keys] for loader in grown]
+    assert all(rests)
+    assert sorted(consumed + rests[0] + rests[1]) == _all_units(shard_dir)
+
+
+def test_resharding_refuses_states_of_different_epochs(shard_dir, tokenizer):
+    old = [_loader(shard_dir, tokenizer, rank=r, world=2, batch=2) for r in range(2)]
+    _, first = _take(old[0], 1)
+    old[1].set_epoch(1)
+    _, second = _take(old[1], 1)
+    with pytest.raises(ValueError, match="different epochs"):
+        _loader(shard_dir, tokenizer).load_resharded_state_dicts([first, second])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sec_train.train.__main__ import main
-from sec_train.train.config import ConfigError, TrainConfig, load_config, to_yaml
+from sec_train.train.config import ConfigError, TrainConfig, load_config, to_yaml, with_global_batch
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -61,3 +61,12 @@ def test_recipes_load_and_round_trip(recipe, tmp_path):
 def test_entry_point_reports_bad_key_and_exits_2(capsys):
     assert main(["--config", str(CONFIGS / "toy_stage1.yaml"), "optim.lrr=1"]) == 2
     assert "unknown key 'optim.lrr'; did you mean 'optim.lr'?" in capsys.readouterr().err
+
+
+def test_global_batch_sets_grad_accum_for_the_world_size():
+    cfg = TrainConfig(batch_size=2, grad_accum=3)
+    assert with_global_batch(cfg, 2, 8).grad_accum == 2
+    assert with_global_batch(cfg, 4, 8).grad_accum == 1
+    assert with_global_batch(cfg, 2, None) is cfg
+    with pytest.raises(ConfigError, match="global_batch 6 is not a multiple of .* = 2 x 2"):
+        with_global_batch(cfg, 2, 6)

@@ -3,6 +3,7 @@ and `build_loader`, which makes one from a recipe's `DataConfig` and the model's
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,6 +32,10 @@ class Loader:
     epoch is complete the next `iter()` runs the following one. `skipped` / `seen` count the bad
     and read samples of the current (or just finished) epoch; more than `max_bad_fraction` bad
     stops the run with an error.
+
+    A checkpoint's loader states from another number of processes or workers resume through
+    `load_resharded_state_dicts`: the rest of the interrupted epoch is re-split over this run's
+    slots (`shards.ShardStream.splits`), and its bad-sample counts start again from zero.
     """
 
     def __init__(
@@ -43,6 +48,7 @@ class Loader:
         self.epoch = 0
         self._done = False
         self._workers: dict[int, dict[str, int]] = {}
+        self._splits: list[dict[str, Any]] = []
 
     @property
     def seen(self) -> int:
@@ -56,12 +62,13 @@ class Loader:
         """Selects the epoch the next `iter()` runs; unless it is the one in progress, it runs
         from its beginning."""
         if epoch != self.epoch or self._done:
-            self.epoch, self._workers, self._done = epoch, {}, False
+            self.epoch, self._workers, self._splits, self._done = epoch, {}, [], False
 
     def __iter__(self) -> Iterator[Batch]:
         if self._done:
             self.set_epoch(self.epoch + 1)
         self.stream.epoch, self.stream.resume = self.epoch, {k: dict(v) for k, v in self._workers.items()}
+        self.stream.splits = self._splits
         loader = DataLoader(
             self.stream,
             batch_size=None,
@@ -88,10 +95,12 @@ class Loader:
     def state_dict(self) -> dict[str, Any]:
         """This process's position, JSON-serialisable (the checkpoint stores it as JSON).
 
-        "epoch", "seed", "world_size" and "num_workers" are the same on every process: together
-        they fix how the shards are split. "rank" and "workers" are this process's part:
-        "workers" maps each of its workers to {"position", "seen", "bad"}, where "position"
-        counts the units of the stream of slot `rank * num_workers + worker` already delivered.
+        "epoch", "seed", "world_size", "num_workers" and "splits" are the same on every process:
+        together they fix how the shards are split ("splits": the epoch's earlier layouts when a
+        run resumed on another world size, see `ShardStream.splits`). "rank" and "workers" are
+        this process's part: "workers" maps each of its workers to {"position", "seen", "bad"},
+        where "position" counts the units of the stream of slot `rank * num_workers + worker`
+        already delivered.
         """
         s = self.stream
         return {
@@ -101,6 +110,7 @@ class Loader:
             "world_size": s.world_size,
             "num_workers": s.num_workers,
             "workers": {} if self._done else {str(k): dict(v) for k, v in self._workers.items()},
+            "splits": [] if self._done else self._splits,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -114,6 +124,47 @@ class Loader:
             )
         self.epoch, self._done = int(state["epoch"]), False
         self._workers = {int(k): dict(v) for k, v in state["workers"].items()}
+        self._splits = list(state.get("splits", []))
+
+    def load_resharded_state_dicts(self, states: list[dict[str, Any]]) -> None:
+        """Continues from the states every process of a run with another world size saved
+        (`states[r]` from rank r): the units those processes' slots had not delivered in the
+        interrupted epoch are re-split over this run's slots.
+
+        Raises:
+            ValueError: the states are not one per rank, disagree on the split, the seed differs,
+                or the processes were in different epochs (only one epoch can be re-split).
+        """
+        ranks = [int(state["rank"]) for state in states]
+        layouts = {
+            (st["seed"], st["world_size"], st["num_workers"], json.dumps(st.get("splits", [])))
+            for st in states
+        }
+        if ranks != list(range(len(states))) or len(layouts) != 1 or states[0]["world_size"] != len(states):
+            raise ValueError(f"loader states of ranks {ranks} do not form one run's checkpoint")
+        if states[0]["seed"] != self.stream.seed:
+            raise ValueError(
+                f"loader state was saved with seed {states[0]['seed']}, this run has {self.stream.seed}"
+            )
+        # a process whose state moved on to the next epoch with nothing taken from it finished the epoch
+        epoch = min(int(st["epoch"]) for st in states)
+        if any(int(st["epoch"]) > epoch and st["workers"] for st in states) or any(
+            int(st["epoch"]) > epoch + 1 for st in states
+        ):
+            raise ValueError(
+                f"the saving processes were in different epochs ({[st['epoch'] for st in states]})"
+            )
+        workers = int(states[0]["num_workers"])
+        positions = [
+            None if int(st["epoch"]) > epoch else st["workers"].get(str(w), {}).get("position", 0)
+            for st in states
+            for w in range(workers)
+        ]
+        self.epoch, self._done, self._workers = epoch, False, {}
+        earlier = states[0].get("splits", [])
+        # nothing taken yet under the old layout: the epoch runs as this world size's own
+        untouched = not earlier and not any(positions)
+        self._splits = [] if untouched else [*earlier, {"slots": len(positions), "positions": positions}]
 
 
 def build_loader(

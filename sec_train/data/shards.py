@@ -7,10 +7,16 @@ deterministic function of (seed, epoch, rank, worker). Each example's randomness
 (seed, epoch, key, object), not from a running generator, so resuming only has to replay the
 cheap part of the stream (tar bytes and JSON headers) up to the saved position of each worker,
 without decoding a frame, and the next batches are the ones an uninterrupted run would give.
+
+A run resumed on another number of slots (processes x workers) re-splits what the old slots had
+not consumed of the epoch (`ShardStream.splits`): each new slot replays the old slots it draws
+from up to their saved positions and takes its share of the rest, so the epoch still delivers
+every unit exactly once. The next epoch splits the shards anew over the new slots.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
@@ -83,6 +89,10 @@ class ShardStream(IterableDataset):
         seed, rank, world_size: the determinism and the split by rank.
         num_workers: the Loader's worker processes; 0 means one stream in the calling process.
         shuffle_buffer: units held for shuffling.
+
+    `splits` lists the earlier layouts of the current epoch, oldest first, when the run resumed
+    on another number of slots: each is {"slots": n, "positions": units delivered per slot, or
+    None for a slot that finished}. Empty for a run that kept its world size.
     """
 
     def __init__(
@@ -104,17 +114,16 @@ class ShardStream(IterableDataset):
         self.num_workers, self.shuffle_buffer = max(1, num_workers), shuffle_buffer
         self.epoch = 0
         self.resume: dict[int, dict[str, int]] = {}
+        self.splits: list[dict[str, Any]] = []
 
     def __iter__(self) -> Iterator[tuple[Batch | None, dict[str, int]]]:
         info = get_worker_info()
         worker = info.id if info is not None else 0
         slot = self.rank * self.num_workers + worker
-        mine = shards_for(self.shards, self.seed, self.epoch, slot, self.world_size * self.num_workers)
         state = {"worker": worker, "position": 0, "seen": 0, "bad": 0, **self.resume.get(worker, {})}
         skip = state["position"]
-        rng = random.Random(f"{self.seed}/{self.epoch}/{slot}/buffer")
         examples = []
-        for position, unit in enumerate(_shuffled(self._units(mine), self.shuffle_buffer, rng), 1):
+        for position, unit in enumerate(self._slot_units(slot, len(self.splits)), 1):
             if position <= skip:
                 continue  # consumed before the checkpoint: replayed without decoding
             state["position"] = position
@@ -128,6 +137,32 @@ class ShardStream(IterableDataset):
                 yield self.collate(examples), dict(state)
                 examples = []
         yield (self.collate(examples) if examples else None), dict(state)
+
+    def _num_slots(self, depth: int) -> int:
+        return self.splits[depth]["slots"] if depth < len(self.splits) else self.world_size * self.num_workers
+
+    def _slot_units(self, slot: int, depth: int) -> Iterator[_Unit]:
+        """The units of `slot` in layout `depth` of the epoch (0: the epoch's own split).
+
+        Layout d > 0 deals out what layout d - 1 left: the i-th unit old slot s had not delivered
+        goes to new slot (i * old slots + s) mod new slots, so a slot reads only the old slots it
+        draws from (all of them only when neither count divides the other).
+        """
+        num_slots = self._num_slots(depth)
+        if depth == 0:
+            mine = shards_for(self.shards, self.seed, self.epoch, slot, num_slots)
+            rng = random.Random(f"{self.seed}/{self.epoch}/{slot}/buffer")
+            yield from _shuffled(self._units(mine), self.shuffle_buffer, rng)
+            return
+        old = self.splits[depth - 1]
+        old_slots = old["slots"]
+        for s, done in enumerate(old["positions"]):
+            if done is None or all((i * old_slots + s) % num_slots != slot for i in range(num_slots)):
+                continue
+            rest = itertools.islice(self._slot_units(s, depth - 1), done, None)
+            for i, unit in enumerate(rest):
+                if (i * old_slots + s) % num_slots == slot:
+                    yield unit
 
     def _units(self, shards: list[tuple[str, int]]) -> Iterator[_Unit]:
         for path, expected in shards:

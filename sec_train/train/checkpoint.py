@@ -10,8 +10,11 @@ One checkpoint::
         {name}_rank{R}.json    `state_dict()` of each state the trainer passes (train counters,
                                loader position, RNG), one file per process
         config.yaml            the resolved run config
-        meta.json              step, process count, and every other file's size and CRC-32
+        meta.json              step, process count, launcher ("deepspeed" / "plain"), ZeRO
+                               stage, global batch, and every other file's size and CRC-32
                                (`sec_train.checkpoint_layout`); written last
+        universal/             (made on first need) DeepSpeed's world-size-free universal
+                               checkpoint of the ZeRO shards, for resuming on another world size
 
 A checkpoint is written into `.tmp-step-*`, fsynced, then renamed; `latest` moves after the
 rename, so a crash at any point leaves the previous checkpoint as `latest`. A write that fails
@@ -19,6 +22,12 @@ rename, so a crash at any point leaves the previous checkpoint as `latest`. A wr
 Pruning renames a checkpoint to `.tmp-*` before deleting it, so one half-deleted by a crash is
 never taken for a checkpoint. The states are JSON, never pickle: loading a checkpoint cannot
 run code hidden in it.
+
+Resuming on another number of processes: the states are re-split
+(`Resplittable.load_resharded_state_dicts` gets every old rank's state). A plain accelerate
+checkpoint's model and optimizer files are whole, so they load as they are; DeepSpeed's ZeRO
+shards are converted once into DeepSpeed's universal format (`deepspeed.checkpoint.ds_to_universal`,
+kept in `universal/`, which the checksums do not cover) and loaded from there.
 """
 
 from __future__ import annotations
@@ -47,12 +56,14 @@ from sec_train.checkpoint_layout import (
     checkpoint_root,
     file_records,
     find_checkpoint,
+    read_meta,
     refuse_overwrite,
     sealed_meta,
     verify_checkpoint,
 )
 from sec_train.model.weights import save_trainable
 from sec_train.train.run_log import METRICS_FILE
+from sec_train.train.universal import load_universal
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +80,12 @@ class Stateful(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+class Resplittable(Stateful, Protocol):
+    """A state that can continue on another world size from every old rank's state."""
+
+    def load_resharded_state_dicts(self, states: list[dict[str, Any]]) -> None: ...
+
+
 def state_file(name: str, rank: int) -> str:
     """The file holding state `name` of process `rank`."""
     return f"{name}_rank{rank}.json"
@@ -78,11 +95,15 @@ def _uses_deepspeed(accelerator: Accelerator) -> bool:
     return accelerator.distributed_type == DistributedType.DEEPSPEED
 
 
+def _zero_stage(accelerator: Accelerator) -> int | None:
+    return accelerator.state.deepspeed_plugin.zero_stage if _uses_deepspeed(accelerator) else None
+
+
 def _gathered_trainable(
     accelerator: Accelerator, model: torch.nn.Module
 ) -> contextlib.AbstractContextManager:
     """Under ZeRO-3 each process holds a shard of every parameter: gather the trainable ones."""
-    if _uses_deepspeed(accelerator) and accelerator.state.deepspeed_plugin.zero_stage == 3:
+    if _zero_stage(accelerator) == 3:
         import deepspeed
 
         params = [p for p in model.parameters() if p.requires_grad]
@@ -99,6 +120,7 @@ def save_checkpoint(
     states: dict[str, Stateful],
     config_yaml: str,
     keep_last: int,
+    global_batch: int,
 ) -> Path:
     """Writes the checkpoint of `step` atomically; called on every process.
 
@@ -112,6 +134,8 @@ def save_checkpoint(
         config_yaml (`str`): the resolved config.
         keep_last (`int`): intact checkpoints to keep, this one included; older and damaged
             ones are deleted.
+        global_batch (`int`): samples per optimizer step over all processes (kept when a run
+            resumes on another world size).
 
     Returns:
         The final checkpoint directory.
@@ -125,7 +149,9 @@ def save_checkpoint(
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     _on_every_process(accelerator, final, lambda: _write(accelerator, model, tmp, states, config_yaml))
-    _on_every_process(accelerator, final, lambda: _seal(accelerator, tmp, final, step, keep_last))
+    _on_every_process(
+        accelerator, final, lambda: _seal(accelerator, tmp, final, step, keep_last, global_batch)
+    )
     return final
 
 
@@ -146,11 +172,15 @@ def _write(
         (tmp / "config.yaml").write_text(config_yaml)
 
 
-def _seal(accelerator: Accelerator, tmp: Path, final: Path, step: int, keep_last: int) -> None:
+def _seal(
+    accelerator: Accelerator, tmp: Path, final: Path, step: int, keep_last: int, global_batch: int
+) -> None:
     """On the main process: records every file that every process wrote in `meta.json`, then
     publishes."""
     if accelerator.is_main_process:
-        meta = {"step": step, "num_processes": accelerator.num_processes, "files": file_records(tmp)}
+        meta = {"step": step, "num_processes": accelerator.num_processes, "global_batch": global_batch}
+        meta |= {"launcher": "deepspeed" if _uses_deepspeed(accelerator) else "plain"}
+        meta |= {"zero_stage": _zero_stage(accelerator), "files": file_records(tmp)}
         (tmp / META).write_text(sealed_meta(meta))
         _publish(tmp, final, keep_last)
 
@@ -291,30 +321,66 @@ def load_checkpoint(
 
     Every state file is read and parsed before anything is restored, so a missing or non-JSON
     one changes nothing. The states are restored after accelerate's: an RNG state among them
-    wins over accelerate's copy of the generators.
+    wins over accelerate's copy of the generators. A checkpoint of another world size restores
+    each state from all the old ranks' files (`Resplittable`); under DeepSpeed its ZeRO shards
+    go through the universal format (converted once, see the module docstring).
 
     Returns:
-        The checkpoint's meta ("step", "num_processes").
+        The checkpoint's meta ("step", "num_processes", "launcher", "zero_stage", ...).
 
     Raises:
-        FileNotFoundError: `path` is not a complete checkpoint, or lacks a state file.
-        ValueError: it was written by another number of processes, or a state file is not JSON.
+        DamagedCheckpointError: its `meta.json` is missing or changed.
+        FileNotFoundError: it lacks a state file.
+        ValueError: it needs the other launcher (DeepSpeed or plain accelerate), a state
+            cannot move to another world size, or a state file is not JSON.
     """
     path = Path(path)
-    if not (path / META).is_file():
-        raise FileNotFoundError(f"{path} is not a complete checkpoint ({META} is missing)")
-    meta = json.loads((path / META).read_text())
-    if meta.get("num_processes") != accelerator.num_processes:
-        raise ValueError(
-            f"{path} was written by {meta.get('num_processes')} processes, this run has "
-            f"{accelerator.num_processes}; use model.init={path} to start from its weights"
-        )
-    saved = {name: _read_state(path / state_file(name, accelerator.process_index), path) for name in states}
-    extra = {"load_module_strict": False} if _uses_deepspeed(accelerator) else {}
-    accelerator.load_state(str(path), **extra)
+    meta = read_meta(path)
+    _check_launcher(accelerator, path, meta)
+    resized = int(meta["num_processes"]) != accelerator.num_processes
+    saved = _read_states(accelerator, path, int(meta["num_processes"]), states)
+    if resized and _uses_deepspeed(accelerator):
+        load_universal(accelerator, path)
+    else:
+        extra = {"load_module_strict": False} if _uses_deepspeed(accelerator) else {}
+        accelerator.load_state(str(path), **extra)
     for name, state in states.items():
-        state.load_state_dict(saved[name])
+        (state.load_resharded_state_dicts if resized else state.load_state_dict)(saved[name])
     return meta
+
+
+def _read_states(
+    accelerator: Accelerator, path: Path, old_world: int, states: dict[str, Stateful]
+) -> dict[str, Any]:
+    """Each state's saved dict for this process; from another world size, every old rank's."""
+    if old_world == accelerator.num_processes:
+        rank = accelerator.process_index
+        return {name: _read_state(path / state_file(name, rank), path) for name in states}
+    fixed = [name for name, state in states.items() if not hasattr(state, "load_resharded_state_dicts")]
+    if fixed:  # not `Resplittable`
+        raise ValueError(
+            f"states {fixed} cannot move from {old_world} processes to {accelerator.num_processes}"
+        )
+    return {
+        name: [_read_state(path / state_file(name, r), path) for r in range(old_world)] for name in states
+    }
+
+
+def _check_launcher(accelerator: Accelerator, path: Path, meta: dict[str, Any]) -> None:
+    """A DeepSpeed checkpoint needs DeepSpeed and a plain one plain accelerate; says which."""
+    launcher = meta.get("launcher", "deepspeed" if (path / "pytorch_model").is_dir() else "plain")
+    ours = "deepspeed" if _uses_deepspeed(accelerator) else "plain"
+    if launcher == ours:
+        return
+    if launcher == "deepspeed":
+        stage = meta.get("zero_stage") or 2
+        need = f"DeepSpeed: add deepspeed=configs/deepspeed/zero{stage}.json (any number of processes)"
+    else:
+        need = "plain accelerate: drop the deepspeed= key and launch without --use_deepspeed"
+    raise ValueError(
+        f"{path} was written under {launcher} with {meta.get('num_processes')} processes; resuming "
+        f"its optimizer state needs {need}. To start from its weights only, use model.init={path}"
+    )
 
 
 def _read_state(file: Path, checkpoint: Path) -> dict[str, Any]:

@@ -84,7 +84,7 @@ class WandbConfig:
 @dataclass
 class TrainConfig:
     """One training run. Steps are optimizer steps; one step sees `batch_size` x `grad_accum` x
-    processes samples. Start from other weights with `model.init`."""
+    processes samples (see `global_batch`). Start from other weights with `model.init`."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     """The model and what trains."""
@@ -101,7 +101,12 @@ class TrainConfig:
     batch_size: int = 1
     """Samples per process per micro-batch (>= 1)."""
     grad_accum: int = 1
-    """Micro-batches per optimizer step (>= 1)."""
+    """Micro-batches per optimizer step (>= 1); `global_batch`, when set, overrides it."""
+    global_batch: int | None = None
+    """Samples per optimizer step over all processes; `grad_accum` becomes global_batch /
+    (batch_size x processes), which must be a whole number. None: batch_size x grad_accum x
+    processes, except on a resume with another number of processes, which keeps the
+    checkpoint's global batch the same way (and says so)."""
     max_steps: int = 1000
     """Optimizer steps of the run (>= 1)."""
     precision: Literal["auto", "bf16", "fp32_autocast_bf16", "fp32"] = "auto"
@@ -125,7 +130,8 @@ class TrainConfig:
     resume: str | None = None
     """None, "auto" (the newest intact checkpoint under `out_dir`, passing over damaged ones with
     a warning, or a fresh start if there is none) or a checkpoint path (an error if damaged):
-    restores weights, optimizer, scheduler, RNG and data position."""
+    restores weights, optimizer, scheduler, RNG and data position,
+    also on another number of processes (TRAIN.md, "Checkpoints and resume")."""
     overwrite: bool = False
     """Without `resume`, a run refuses an `out_dir` that already holds checkpoints; true starts
     afresh there after moving the old checkpoints and metrics to `out_dir/replaced-<UTC time>/`."""
@@ -139,6 +145,8 @@ class TrainConfig:
         check_choices(self)
         for name in ("batch_size", "grad_accum", "max_steps", "log_every", "save_every", "keep_last"):
             check(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        if self.global_batch is not None:
+            check(self.global_batch >= 1, "global_batch", self.global_batch, ">= 1 or null")
         check(self.max_nonfinite >= 1, "max_nonfinite", self.max_nonfinite, ">= 1")
         check(self.val_every >= 0, "val_every", self.val_every, ">= 0")
         if self.overwrite and self.resume is not None:
@@ -193,3 +201,21 @@ def to_yaml(cfg: TrainConfig) -> str:
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:
     """The resolved config as plain containers (for wandb)."""
     return dataclasses.asdict(cfg)
+
+
+def with_global_batch(cfg: TrainConfig, world_size: int, global_batch: int | None) -> TrainConfig:
+    """`cfg` with `grad_accum` set so a step sees `global_batch` samples over `world_size`
+    processes (unchanged when `global_batch` is None).
+
+    Raises:
+        ConfigError: `global_batch` is not a multiple of batch_size x world_size.
+    """
+    if global_batch is None:
+        return cfg
+    per_micro_step = cfg.batch_size * world_size
+    if global_batch % per_micro_step:
+        raise ConfigError(
+            f"global_batch {global_batch} is not a multiple of batch_size x processes = "
+            f"{cfg.batch_size} x {world_size}; set global_batch= or batch_size= so it is"
+        )
+    return dataclasses.replace(cfg, grad_accum=global_batch // per_micro_step)

@@ -8,12 +8,18 @@ from pathlib import Path
 import torch
 from accelerate.utils import DistributedType, set_seed
 
+from sec_train.checkpoint_layout import find_checkpoint, read_meta
 from sec_train.data.loader import Loader, build_loader
 from sec_train.model.build import build_trainable_model
 from sec_train.model.sec import SeCModel
 from sec_train.train.accel import forward_autocast, init_process_group, make_accelerator
-from sec_train.train.checkpoint import Stateful, load_checkpoint, save_checkpoint, start_checkpoint
-from sec_train.train.config import TrainConfig, to_yaml
+from sec_train.train.checkpoint import (
+    Stateful,
+    load_checkpoint,
+    save_checkpoint,
+    start_checkpoint,
+)
+from sec_train.train.config import TrainConfig, to_yaml, with_global_batch
 from sec_train.train.optim import build_optimizer, build_scheduler
 from sec_train.train.rng import RNGState
 from sec_train.train.run_log import RunLogger, Throughput, flops_per_token, peak_flops
@@ -29,7 +35,9 @@ class Trainer:
     with accelerate.
 
     The trainer is itself a checkpoint state (`state_dict()`: the step and the non-finite-loss
-    counters), saved beside its loader's position and the RNG states.
+    counters), saved beside its loader's position and the RNG states. Resuming on another
+    number of processes keeps the global batch (`TrainConfig.global_batch`): `grad_accum` is
+    set before the accelerator is made, and `fit` prints what changed.
 
     Args:
         cfg (`TrainConfig`): the run.
@@ -39,7 +47,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, model: SeCModel | None = None):
         self.cfg = cfg
-        init_process_group()
+        world = init_process_group().num_processes
+        self.cfg = cfg = self._resolve_global_batch(world)
         set_seed(cfg.seed)  # every process builds the same initial weights
         model = build_trainable_model(cfg.model) if model is None else model
         self.accelerator = make_accelerator(cfg, model)
@@ -56,6 +65,27 @@ class Trainer:
         self.nonfinite_in_row = 0
         self._window: list[torch.Tensor] = []
         self._loss_keys: list[str] | None = None
+
+    def _resolve_global_batch(self, world: int) -> TrainConfig:
+        """The config with `grad_accum` fixed by `global_batch`, or by the global batch of a
+        checkpoint of another world size being resumed; notes the change for `fit` to print."""
+        cfg, self._notes = self.cfg, []
+        # a first look before the accelerator exists (sizes only): `fit` verifies and may fall back
+        path = find_checkpoint(cfg.out_dir, checksums=False) if cfg.resume == "auto" else cfg.resume
+        meta = read_meta(Path(path)) if path is not None else {}
+        old_world = meta.get("num_processes", world)
+        target = cfg.global_batch
+        if old_world != world:
+            self._notes.append(f"resuming {old_world} processes' checkpoint on {world} processes")
+            if target is None and "global_batch" in meta:
+                target = meta["global_batch"]
+        resolved = with_global_batch(cfg, world, target)
+        if resolved.grad_accum != cfg.grad_accum:
+            self._notes.append(
+                f"grad_accum {cfg.grad_accum} -> {resolved.grad_accum}: global batch {target} = batch_size "
+                f"{cfg.batch_size} x {world} processes x {resolved.grad_accum} (set global_batch= to choose)"
+            )
+        return resolved
 
     @property
     def unwrapped(self) -> SeCModel:
@@ -135,9 +165,12 @@ class Trainer:
         self.nonfinite_total = int(state["nonfinite_total"])
         self.nonfinite_in_row = int(state["nonfinite_in_row"])
 
+    def load_resharded_state_dicts(self, states: list[dict[str, int]]) -> None:
+        self.load_state_dict(states[0])  # every process saves the same counters
+
     def checkpoint_states(self) -> dict[str, Stateful]:
         """What a checkpoint stores besides model, optimizer and schedule, by name."""
-        states: dict[str, Stateful] = {"train_state": self, "rng": RNGState()}
+        states: dict[str, Stateful] = {"train_state": self, "rng": RNGState(self.accelerator.process_index)}
         if self.loader is not None:
             states["loader"] = self.loader
         return states
@@ -152,6 +185,7 @@ class Trainer:
             states=self.checkpoint_states(),
             config_yaml=to_yaml(self.cfg),
             keep_last=self.cfg.keep_last,
+            global_batch=self.cfg.batch_size * self.cfg.grad_accum * self.accelerator.num_processes,
         )
 
     def restore(self, path: str | Path) -> None:
@@ -202,6 +236,8 @@ class Trainer:
         logger.print(f"resolved config:\n{to_yaml(cfg)}")
         if path is not None:
             logger.print(f"resumed from {path} at step {self.step}")
+        for note in self._notes:
+            logger.print(note)
         meter = Throughput(flops_per_token(self.unwrapped), _total_peak_flops(acc))
         batches = _batches(loader)
         metrics: dict[str, float] = {}

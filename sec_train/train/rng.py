@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from typing import Any
 
@@ -12,7 +14,19 @@ import torch
 class RNGState:
     """`state_dict()` captures Python's, NumPy's and torch's (CPU and every CUDA device's) global
     generators; `load_state_dict()` sets them back. Every value is a JSON number, string or list,
-    so a checkpoint can store it without pickle."""
+    so a checkpoint can store it without pickle.
+
+    On another world size the old ranks' generators cannot map one to one:
+    `load_resharded_state_dicts` seeds every generator of new rank `rank` from a hash of old rank
+    0's state (itself fixed by the run's seed and step) and `rank`, so each new rank draws its
+    own stream and a repeated resume draws the same ones.
+
+    Args:
+        rank (`int`): this process's rank, for `load_resharded_state_dicts`.
+    """
+
+    def __init__(self, rank: int = 0):
+        self.rank = rank
 
     def state_dict(self) -> dict[str, Any]:
         version, internal, gauss_next = random.getstate()
@@ -33,3 +47,10 @@ class RNGState:
         torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
         if state["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+    def load_resharded_state_dicts(self, states: list[dict[str, Any]]) -> None:
+        digest = hashlib.sha256(f"{json.dumps(states[0])}/rank{self.rank}".encode()).digest()
+        seed = int.from_bytes(digest[:8], "little") % 2**32
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)  # CUDA generators too
