@@ -1,4 +1,4 @@
-"""`python -m sec_train.bench data|step|model [--json] ...`: benchmarks that print ratios
+"""`python -m sec_train.bench data|step|model|track [--json] ...`: benchmarks that print ratios
 against a baseline measured in the same process."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from sec_train.commands import run_command
 _BENCHES = {
     "data": ("sec_train.bench.data", "stage-2 samples/s: shard loader vs whole-video decoding vs JPEG bound"),
     "step": ("sec_train.bench.step", "training step time: the trainer vs a bare PyTorch loop"),
-    "model": ("sec_train.bench.model", "real dims on CUDA: tokens/s, samples/s, MFU, peak memory"),
+    "model": ("sec_train.bench.model", "real recipes at real widths (CPU or CUDA): step time, memory, MFU"),
+    "track": ("sec_train.bench.track", "tracker per-frame inference vs Meta's SAM 2 and transformers"),
 }
 
 

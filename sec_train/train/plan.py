@@ -1,0 +1,275 @@
+"""`sec-train plan --config RECIPE --gpus N --gpu-memory GB [--json]`: per-GPU memory of a real
+recipe under DeepSpeed ZeRO-2 and ZeRO-3, and the largest per-GPU batch that fits.
+
+The model of memory, per GPU (P = all parameters, T = trainable ones, N = GPUs):
+
+- weights: P x w bytes (w = 2 in bf16, 4 in fp32); ZeRO-3 keeps P x w / N, plus the layers
+  it gathers for compute (the largest layer, twice, for prefetch);
+- gradients: T x w / N held between backward and step (ZeRO-2 keeps them whole on one GPU, as
+  the reduce buckets fill), plus T x 4 / N of fp32 gradients while the optimizer steps;
+- optimizer state: T x 12 / N (fp32 master weights, Adam's two moments);
+- activations: what autograd keeps for backward, from bytes per unit measured by
+  `python -m sec_train.bench model` (`ACTIVATION_BYTES`): per LLM token and layer, per LVLM
+  frame, per SAM 2 frame; with activation checkpointing only the LLM layers' inputs stay, plus
+  one layer's recomputation;
+- workspace: the reduce (and ZeRO-3 prefetch) buckets DeepSpeed allocates, and the step's
+  transient buffers (`STEP_WORKSPACE`, measured).
+
+Parameter counts come from the recipe itself (its trainable policy on SeC's real shapes, built
+on the meta device), so a recipe that trains more plans more. The precision is the recipe's on
+a GPU (`precision: auto` is bf16 there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+
+import numpy as np
+import torch
+
+from sec_train.data.prompts import training_prompt
+from sec_train.model.real import Depth, meta_real_model
+from sec_train.model.tokenizer import build_toy_tokenizer
+from sec_train.train.config import TrainConfig, load_config
+
+GIB = 2**30
+ADAM_BYTES = 12  # fp32 master weight + exp_avg + exp_avg_sq per trainable parameter
+IMAGE_TOKENS = 256  # per 448 px frame of InternVL 2.5 (1024 patches, pixel-shuffled by 0.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """One micro-batch: samples, LLM tokens (padded), LVLM frames, SAM 2 frames, tracked objects."""
+
+    samples: int
+    llm_tokens: int = 0
+    lvlm_frames: int = 0
+    sam_frames: int = 0
+    objects: int = 1
+
+    def scaled(self, samples: int) -> Shape:
+        """The same per-sample shape at `samples` samples."""
+        k = samples / self.samples
+        return Shape(
+            samples,
+            round(self.llm_tokens * k),
+            round(self.lvlm_frames * k),
+            round(self.sam_frames * k),
+            self.objects,
+        )
+
+
+def trainable_groups(model: torch.nn.Module) -> dict[str, int]:
+    """Trainable parameters by group: LoRA, embeddings, then SeC's and SAM 2's modules."""
+    groups: dict[str, int] = collections.Counter()
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        parts = name.split(".")
+        if ".lora_" in name:
+            key = "lora"
+        elif "embed_tokens" in name or "lm_head" in name:
+            key = "embeddings"
+        elif parts[0] == "sam2":
+            key = f"sam2.{parts[1]}"
+        else:
+            key = parts[0]
+        groups[key] += param.numel()
+    return dict(groups)
+
+
+def weight_bytes(cfg: TrainConfig) -> int:
+    """Bytes per weight on a GPU: DeepSpeed keeps bf16 weights when the recipe trains in bf16."""
+    return 4 if cfg.precision == "fp32" else 2
+
+
+def parameter_counts(cfg: TrainConfig, depth: Depth) -> dict[str, int]:
+    """All, trainable and largest-layer parameters of the recipe's model at real widths."""
+    model = meta_real_model(cfg.model, depth)
+    params = list(model.parameters())
+    layer = model.lvlm.model.language_model.layers[0]
+    return {
+        "total": sum(p.numel() for p in params),
+        "trainable": sum(p.numel() for p in params if p.requires_grad),
+        "largest_layer": max(
+            sum(p.numel() for p in layer.parameters()), model.lvlm.get_input_embeddings().weight.numel()
+        ),
+        "hidden": max((p.shape[-1] for p in params if p.requires_grad and p.ndim == 2), default=1024),
+        "llm_layers": depth.llm,
+        "vit_layers": depth.vit,
+    }
+
+
+# Activation bytes autograd keeps per unit in bf16, measured by `python -m sec_train.bench model
+# --device cpu` (its "activations_saved" divided by the batch's units), by mode and by whether
+# the LLM's layers are checkpointed. Units: "llm_layers" per LLM token and layer, "vit" per
+# LVLM frame and ViT layer, "lvlm_other" per LLM token, "other" (SAM 2 and SeC's heads) per
+# SAM 2 unit (`sam_units`).
+ACTIVATION_BYTES: dict[tuple[str, bool], dict[str, float]] = {
+    # python -m sec_train.bench model --device cpu --recipe sec_stage2 --zero 2 --layers 2
+    #   model.trainable.embeddings=false: 2,136 tokens, 8 LVLM frames, 1 sample
+    ("concept_only", True): {"llm_layers": 4096, "vit": 2_099_200, "lvlm_other": 0, "other": 1_048_846_336},
+}
+# Transient memory of a step beyond the saved activations and DeepSpeed's buckets (the frozen
+# encoders' forward buffers, the loss's full-resolution masks, the allocator's slack), as the
+# CPU step measured it (see `plan_check` in README).
+STEP_WORKSPACE = 1.12 * GIB
+
+
+def sam_units(mode: str, shape: Shape) -> int:
+    """What SAM 2's activations scale with: tracked frames x objects, or in concept-only mode
+    (one target frame per sample) the samples."""
+    return shape.samples if mode == "concept_only" else shape.sam_frames * shape.objects
+
+
+def activation_bytes(cfg: TrainConfig, shape: Shape, depth: Depth) -> float:
+    """Bytes autograd keeps for backward for one micro-batch of `shape`."""
+    key = (cfg.model.mode, cfg.model.activation_checkpointing)
+    if key not in ACTIVATION_BYTES:
+        raise ValueError(f"no measured activation sizes for mode={key[0]}, activation_checkpointing={key[1]}")
+    per = ACTIVATION_BYTES[key]
+    return (
+        per["llm_layers"] * shape.llm_tokens * depth.llm
+        + per["vit"] * shape.lvlm_frames * depth.vit
+        + per["lvlm_other"] * shape.llm_tokens
+        + per["other"] * sam_units(cfg.model.mode, shape)
+    )
+
+
+def plan_memory(
+    cfg: TrainConfig,
+    shape: Shape,
+    zero: int,
+    gpus: int,
+    depth: Depth | None = None,
+    counts: dict[str, int] | None = None,
+) -> dict[str, int]:
+    """Bytes per GPU by component for one micro-batch of `shape` (see the module docstring).
+
+    Args:
+        cfg (`TrainConfig`): the recipe (trainable policy, precision, mode, checkpointing).
+        shape (`Shape`): the micro-batch on one GPU.
+        zero (`int`): DeepSpeed ZeRO stage, 2 or 3.
+        gpus (`int`): data-parallel GPUs the state is sharded over.
+        depth (`Depth`, *optional*): the model's depth; default the real one.
+        counts (`dict`, *optional*): `parameter_counts(cfg, depth)`, when the caller has them.
+    """
+    depth = depth or Depth()
+    counts = counts or parameter_counts(cfg, depth)
+    w = weight_bytes(cfg)
+    out = state_bytes(counts["total"], counts["trainable"], w, zero, gpus)
+    out["activations"] = int(activation_bytes(cfg, shape, depth))
+    out["workspace"] = int(bucket_bytes(counts["hidden"], w, zero) + STEP_WORKSPACE)
+    out["total"] = sum(out.values())
+    return out
+
+
+def bucket_bytes(hidden: int, weight: int, zero: int) -> int:
+    """DeepSpeed's gradient buckets as `sec_train.train.accel` sizes them (hidden^2 elements):
+    ZeRO-2 double-buffers its reduce bucket (overlap_comm), ZeRO-3 has a reduce and a prefetch one."""
+    bucket = hidden * hidden
+    return (2 * bucket if zero == 2 else bucket + int(0.9 * bucket)) * weight
+
+
+def state_bytes(total: int, trainable: int, weight: int, zero: int, gpus: int) -> dict[str, int]:
+    """Weights, gradients and optimizer state per GPU for `total` parameters of which
+    `trainable` train, `weight` bytes each (see the module docstring)."""
+    return {
+        "weights": total * weight // (gpus if zero == 3 else 1),
+        "gradients": trainable * weight // gpus,
+        "optimizer": trainable * ADAM_BYTES // gpus,
+    }
+
+
+def sample_shape(cfg: TrainConfig, depth: Depth | None = None) -> Shape:
+    """One sample at its largest, from the recipe's data config: stage 2 with `max_refs`
+    reference frames plus the target (256 tokens each, plus the prompt's text) and `max_context`
+    + 1 SAM 2 frames; stage 1 with `num_frames` frames of `max_objects` objects."""
+    if cfg.model.mode == "stage1":
+        s1 = cfg.data.stage1
+        return Shape(samples=1, sam_frames=s1.num_frames, objects=s1.max_objects)
+    s2 = cfg.data.stage2
+    frames = s2.max_refs + 1
+    return Shape(
+        samples=1,
+        llm_tokens=prompt_tokens(frames),
+        lvlm_frames=frames,
+        sam_frames=s2.max_context + 1,
+    )
+
+
+def prompt_tokens(frames: int) -> int:
+    """The longest stage-2 prompt over `frames` frames, padded to 8 as the collator pads it
+    (the toy tokenizer's text tokens; the image tokens are most of it)."""
+    tokenizer = build_toy_tokenizer()
+    longest = max(
+        len(training_prompt(tokenizer, frames, IMAGE_TOKENS, np.random.default_rng(seed))[0])
+        for seed in range(32)
+    )
+    return -(-longest // 8) * 8
+
+
+def largest_batch(cfg: TrainConfig, zero: int, gpus: int, budget: int, limit: int = 256) -> int:
+    """The most samples per GPU whose planned total fits in `budget` bytes (0 if none)."""
+    one, counts = sample_shape(cfg), parameter_counts(cfg, Depth())
+    fits = 0
+    for samples in range(1, limit + 1):
+        if plan_memory(cfg, one.scaled(samples), zero, gpus, counts=counts)["total"] > budget:
+            break
+        fits = samples
+    return fits
+
+
+def plan(cfg: TrainConfig, gpus: int, gpu_memory_gib: float, batch: int | None = None) -> dict:
+    """The plan of `sec-train plan`: per ZeRO stage and checkpointing setting, the memory of the
+    recipe's micro-batch (or `batch`) and the largest micro-batch that fits."""
+    batch = batch or cfg.batch_size
+    budget = int(gpu_memory_gib * GIB)
+    result: dict = {"gpus": gpus, "gpu_memory_gib": gpu_memory_gib, "batch": batch, "plans": []}
+    for zero in (2, 3):
+        for checkpointing in (True, False):
+            variant = dataclasses.replace(
+                cfg, model=dataclasses.replace(cfg.model, activation_checkpointing=checkpointing)
+            )
+            memory = plan_memory(variant, sample_shape(variant).scaled(batch), zero, gpus)
+            result["plans"].append(
+                {
+                    "zero": zero,
+                    "activation_checkpointing": checkpointing,
+                    "memory_gib": {k: round(v / GIB, 2) for k, v in memory.items()},
+                    "fits": memory["total"] <= budget,
+                    "largest_batch": largest_batch(variant, zero, gpus, budget),
+                }
+            )
+    return result
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="sec-train plan", description=__doc__)
+    parser.add_argument(
+        "--config", required=True, help="a real recipe (sec_stage1, sec_stage2, sec_joint, ...)"
+    )
+    parser.add_argument("--gpus", type=int, required=True, help="data-parallel GPUs")
+    parser.add_argument("--gpu-memory", type=float, required=True, help="memory per GPU, GiB")
+    parser.add_argument("--batch", type=int, help="samples per GPU (default: the recipe's batch_size)")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    result = plan(cfg, args.gpus, args.gpu_memory, args.batch)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{args.config}: {args.gpus} GPU(s) x {args.gpu_memory} GiB, {result['batch']} samples per GPU")
+    print("zero  ckpt  weights  grads  optim  activ  total  fits  largest batch")
+    for p in result["plans"]:
+        m = p["memory_gib"]
+        print(
+            f"{p['zero']:>4}  {'on' if p['activation_checkpointing'] else 'off':>4}  {m['weights']:>7}  "
+            f"{m['gradients']:>5}  {m['optimizer']:>5}  {m['activations']:>5}  {m['total']:>5}  "
+            f"{'yes' if p['fits'] else 'no':>4}  {p['largest_batch']:>13}"
+        )
+    return 0
