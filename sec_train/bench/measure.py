@@ -95,17 +95,24 @@ def count_flops(fn: Callable[[], Any]) -> int:
 
 def matmul_flops_per_s(
     dtype: torch.dtype, device: str = "cpu", size: int = 2048, seconds: float = 2.0
-) -> float:
-    """The best FLOP/s of a `size`-cubed matmul in `dtype` over about `seconds`: the machine's
-    own attainable peak, measured in the same process and thread setting as the step."""
+) -> dict[str, float]:
+    """The FLOP/s of a `size`-cubed matmul in `dtype` over about `seconds`: the machine's own
+    attainable peak, measured in the same process and thread setting as the step.
+
+    Returns:
+        "wall": the best of the calls by wall time; "cpu": FLOPs per CPU-second of this process
+        over all calls (on a CPU shared with other jobs, the figure load does not distort).
+    """
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
     torch.matmul(a, b)  # first call: kernel selection
-    best, end = float("inf"), time.perf_counter() + seconds
+    best, calls, end = float("inf"), 0, time.perf_counter() + seconds
+    cpu_start = time.process_time()
     while time.perf_counter() < end:
         start = time.perf_counter()
         torch.matmul(a, b)
         if device == "cuda":
             torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
+        best, calls = min(best, time.perf_counter() - start), calls + 1
+    flops = 2 * size**3
+    return {"wall": flops / best, "cpu": flops * calls / (time.process_time() - cpu_start)}

@@ -38,7 +38,7 @@ from sec_train.model.real import Depth, random_real_model
 from sec_train.train.accel import mixed_precision
 from sec_train.train.config import TrainConfig, load_config
 from sec_train.train.loop import Trainer, build_train_loader
-from sec_train.train.plan import GIB, Shape, plan_memory, trainable_groups
+from sec_train.train.plan import GIB, Shape, model_counts, plan_memory, trainable_groups
 from sec_train.types import Batch, Stage2Batch
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -131,16 +131,28 @@ def held_bytes(trainer: Trainer) -> dict[str, int]:
     }
 
 
-def timed_steps(trainer: Trainer, batch: Batch, steps: int, device: str, desc: str) -> tuple[list, list]:
-    """Step times and metrics of `steps` training steps on `batch`."""
-    times, metrics = [], []
+def planned_memory(cfg: TrainConfig, shape: Shape, zero: int, depth: Depth, counts: dict) -> dict | None:
+    """The planner's bytes for this run (None, with a note, where it has no activation sizes)."""
+    try:
+        return plan_memory(cfg, shape, zero=zero, gpus=1, depth=depth, counts=counts)
+    except ValueError as err:
+        print(f"bench model: no plan: {err}", file=sys.stderr)
+        return None
+
+
+def timed_steps(
+    trainer: Trainer, batch: Batch, steps: int, device: str, desc: str
+) -> tuple[list, list, list]:
+    """Wall times, CPU times (this process) and metrics of `steps` training steps on `batch`."""
+    times, cpu_times, metrics = [], [], []
     for _ in tqdm(range(steps), desc=desc):
         _sync(device)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         metrics.append(trainer.train_step(batch))
         _sync(device)
         times.append(time.perf_counter() - start)
-    return times, metrics
+        cpu_times.append(time.process_time() - cpu_start)
+    return times, cpu_times, metrics
 
 
 def run_one(recipe: str, zero: int, args: argparse.Namespace) -> dict:
@@ -157,21 +169,17 @@ def run_one(recipe: str, zero: int, args: argparse.Namespace) -> dict:
         model = random_real_model(cfg.model, depth, device, dtype)
         groups = trainable_groups(model)
         batch = real_batches(cfg, model, 1, device)[0]
+        shape = batch_shape(batch)
+        planned = planned_memory(cfg, shape, zero, depth, model_counts(model))
         trainer = Trainer(cfg, model=model)
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         first = []
         with saved_activations(model, activation_groups(model)) as saved:
             flops = count_flops(lambda: first.append(trainer.train_step(batch)))
-        times, metrics = timed_steps(trainer, batch, args.steps, device, f"{recipe} zero{zero}")
+        times, cpu_times, metrics = timed_steps(trainer, batch, args.steps, device, f"{recipe} zero{zero}")
     peak = torch.cuda.max_memory_allocated() if device == "cuda" else rss.peak - baseline
-    step_s = statistics.median(times)
-    shape = batch_shape(batch)
-    try:
-        planned = plan_memory(cfg, shape, zero=zero, gpus=1, depth=depth)
-    except ValueError as err:  # no measured activation sizes for this mode yet
-        print(f"bench model: no plan: {err}", file=sys.stderr)
-        planned = None
+    step_s, step_cpu_s = statistics.median(times), statistics.median(cpu_times)
     return {
         "recipe": recipe,
         "zero": zero,
@@ -198,9 +206,12 @@ def run_one(recipe: str, zero: int, args: argparse.Namespace) -> dict:
         },
         "planned_over_peak": planned and planned["total"] / peak,
         "step_flops": flops,
+        "step_cpu_s": step_cpu_s,
         "achieved_flops_per_s": flops / step_s,
-        "matmul_bf16_flops_per_s": peak_matmul,
-        "mfu": flops / step_s / peak_matmul,
+        "matmul_bf16_flops_per_s": peak_matmul["wall"],
+        "mfu": flops / step_s / peak_matmul["wall"],
+        # per CPU-second of this process: what load from other jobs on a shared CPU cannot distort
+        "mfu_cpu_time": flops / step_cpu_s / peak_matmul["cpu"] if device == "cpu" else None,
     }
 
 

@@ -87,19 +87,18 @@ def weight_bytes(cfg: TrainConfig) -> int:
 
 
 def parameter_counts(cfg: TrainConfig, depth: Depth) -> dict[str, int]:
-    """All, trainable and largest-layer parameters of the recipe's model at real widths."""
-    model = meta_real_model(cfg.model, depth)
+    """All and trainable parameters of the recipe's model at real widths and `depth`, and the
+    width DeepSpeed's buckets are sized by (`sec_train.train.accel`)."""
+    return model_counts(meta_real_model(cfg.model, depth))
+
+
+def model_counts(model: torch.nn.Module) -> dict[str, int]:
+    """All and trainable parameters of `model`, and its widest trainable matrix input."""
     params = list(model.parameters())
-    layer = model.lvlm.model.language_model.layers[0]
     return {
         "total": sum(p.numel() for p in params),
         "trainable": sum(p.numel() for p in params if p.requires_grad),
-        "largest_layer": max(
-            sum(p.numel() for p in layer.parameters()), model.lvlm.get_input_embeddings().weight.numel()
-        ),
         "hidden": max((p.shape[-1] for p in params if p.requires_grad and p.ndim == 2), default=1024),
-        "llm_layers": depth.llm,
-        "vit_layers": depth.vit,
     }
 
 
