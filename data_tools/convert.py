@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from data_tools.convert_custom import (
+    BinaryJob,
     binary_jobs,
     coco_jobs,
     custom_palette_jobs,
@@ -12,17 +13,18 @@ from data_tools.convert_custom import (
     load_coco_video,
 )
 from data_tools.convert_palette import load_palette_video, palette_jobs
-from data_tools.convert_sav import load_sav_video, sav_jobs
-from data_tools.format import DEFAULT_SHARD_BYTES
+from data_tools.convert_sav import load_sav_video, sav_jobs, sav_release_jobs
 from data_tools.pipeline import convert_videos
+from sec_train.data.format import DEFAULT_SHARD_BYTES
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sec-data convert", description=__doc__)
     sub = parser.add_subparsers(dest="dataset", required=True)
-    sav = sub.add_parser("sav", help="SA-V mp4 + _manual.json")
-    sav.add_argument("--videos", required=True, help="folder of <video>.mp4")
-    sav.add_argument("--annotations", required=True, help="folder of <video>_manual.json")
+    sav = sub.add_parser("sav", help="SA-V: the release tree (sav_train, sav_val, sav_test) or mp4 + json")
+    sav.add_argument("--root", help="sav_train/ (or one sav_NNN/), sav_val/ or sav_test/ as downloaded")
+    sav.add_argument("--videos", help="folder of <video>.mp4 (instead of --root)")
+    sav.add_argument("--annotations", help="folder of <video>_manual.json (instead of --root)")
     sav.add_argument("--obj-list", help="'video_id obj_id' lines: convert only these videos")
     sav.add_argument("--jpeg-quality", type=int, default=90)
     for name in ("davis", "ytvos", "mose"):
@@ -44,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _jobs_and_loader(args: argparse.Namespace):
     if args.dataset == "sav":
+        if args.root:
+            jobs = sav_release_jobs(args.root, args.obj_list, args.jpeg_quality)
+            return jobs, load_binary_video if isinstance(jobs[0], BinaryJob) else load_sav_video
+        if not (args.videos and args.annotations):
+            raise SystemExit("sec-data convert sav needs --root, or --videos and --annotations")
         return sav_jobs(args.videos, args.annotations, args.obj_list, args.jpeg_quality), load_sav_video
     if args.dataset in ("davis", "ytvos", "mose"):
         return palette_jobs(args.dataset, args.root, args.split), load_palette_video

@@ -20,7 +20,7 @@ from PIL import Image
 from pycocotools import mask as mask_util
 
 from data_tools.convert_palette import IMAGE_SUFFIXES, PaletteJob, frame_number, read_frame_jpeg
-from data_tools.format import make_sample, mask_to_rle
+from sec_train.data.format import make_sample, mask_to_rle
 from sec_train.types import VideoSample
 
 
@@ -38,9 +38,10 @@ class BinaryJob:
     video: str
     image_dir: Path
     mask_dir: Path
+    source: str = "custom"
 
     def __str__(self) -> str:
-        return f"custom:{self.video}"
+        return f"{self.source}:{self.video}"
 
 
 def binary_jobs(root: str | Path) -> list[BinaryJob]:
@@ -75,8 +76,8 @@ def load_binary_video(job: BinaryJob) -> VideoSample:
             row.append(None if mask is None else mask_to_rle(mask))
         masks.append(row)
     return make_sample(
-        f"custom_{job.video}",
-        source="custom",
+        f"{job.source}_{job.video}",
+        source=job.source,
         video=job.video,
         height=height,
         width=width,

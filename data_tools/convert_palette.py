@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from data_tools.format import make_sample, mask_to_rle
 from data_tools.synth import encode_jpeg
+from sec_train.data.format import make_sample, mask_to_rle
 from sec_train.types import VideoSample
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")

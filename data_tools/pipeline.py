@@ -19,7 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from data_tools.format import DEFAULT_SHARD_BYTES, ShardWriter, write_index
+from sec_train.data.format import DEFAULT_SHARD_BYTES, ShardWriter, write_index
 from sec_train.types import VideoSample
 
 logger = logging.getLogger(__name__)

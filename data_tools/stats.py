@@ -10,7 +10,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from data_tools.format import iter_records, read_index
+from sec_train.data.format import iter_records, read_index
 
 
 def collect(shard_dir: str | Path) -> dict[str, Any]:

@@ -21,8 +21,8 @@ from PIL import Image
 from pycocotools import mask as mask_util
 from tqdm import tqdm
 
-from data_tools.format import DEFAULT_SHARD_BYTES, ShardWriter, make_sample, mask_to_rle, write_index
 from data_tools.video import require_av
+from sec_train.data.format import DEFAULT_SHARD_BYTES, ShardWriter, make_sample, mask_to_rle, write_index
 from sec_train.types import VideoSample
 
 SHAPES = ("ellipse", "rectangle", "diamond")

@@ -11,7 +11,7 @@ from typing import Any
 from PIL import Image
 from tqdm import tqdm
 
-from data_tools.format import decode_record, iter_records, read_index, rle_to_mask
+from sec_train.data.format import decode_record, iter_records, read_index, rle_to_mask
 from sec_train.types import VideoSample
 
 

@@ -13,8 +13,9 @@ import torch
 
 from sec_train.eval.evaluate import evaluate_model
 from sec_train.infer.runtime import load_model
+from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
-from sec_train.model.sec import SeCModel, build_sec_model
+from sec_train.model.sec import SeCModel
 
 COLUMNS = ("J", "F", "J&F")
 

@@ -26,8 +26,9 @@ class VideoSample:
 
     `frames[i]` is the JPEG of annotated frame i; `masks[i][j]` is the COCO RLE dict of object
     `header["object_ids"][j]` on that frame, or None where the object is absent.
-    Header keys: source, height, width, fps, frame_indices, object_ids, visible
-    (object id as str -> list of frame positions where its mask is non-empty).
+    Header keys (the shard format's `HEADER_KEYS`): source, video, height, width, fps,
+    frame_indices (the source video's frame number of each annotated frame), object_ids (ints)
+    and visible (object id as str -> positions of the annotated frames where its mask is non-empty).
     """
 
     key: str

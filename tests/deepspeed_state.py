@@ -10,8 +10,9 @@ from pathlib import Path
 
 from data_tools.synth import synthesize
 from sec_train.bench.model import CONFIGS, held_bytes
+from sec_train.model.build import build_trainable_model
 from sec_train.train.config import load_config
-from sec_train.train.loop import Trainer, build_model, build_train_loader
+from sec_train.train.loop import Trainer, build_train_loader
 
 
 def main(zero: int) -> None:
@@ -27,7 +28,7 @@ def main(zero: int) -> None:
             "grad_accum=1",
         ],
     )
-    model = build_model(cfg)
+    model = build_trainable_model(cfg.model)
     trainer = Trainer(cfg, model=model)
     with tempfile.TemporaryDirectory() as tmp:
         synthesize(tmp, 2, frames=8, height=64, width=64, objects=2)

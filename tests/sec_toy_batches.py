@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sec_train.model.tokenizer import IMG_CONTEXT, IMG_END, IMG_START
+from sec_train.tokens import IMG_CONTEXT, IMG_END, IMG_START
 from sec_train.types import Stage1Batch, Stage2Batch
 
 QUESTION = (

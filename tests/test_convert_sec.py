@@ -16,10 +16,10 @@ from sec_train.convert.sec import (
     plan_parts_to_original,
 )
 from sec_train.convert.streaming import TensorSource, plan_problems
+from sec_train.model.build import build_sec_model
 from sec_train.model.config import LoraConfig, ModelConfig, TrainableConfig
 from sec_train.model.lvlm import real_lvlm_config
 from sec_train.model.sam2 import real_sam2_config, toy_sam2_config
-from sec_train.model.sec import build_sec_model
 from sec_train.model.trainable import apply_trainable
 from sec_train.model.weights import save_model_dir, save_trainable
 from tests.convert_layouts import original_internvl_4b_shapes, run_on_meta

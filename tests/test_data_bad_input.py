@@ -4,9 +4,9 @@ import logging
 
 import pytest
 
-from data_tools.format import ShardWriter, decode_record, iter_records, read_index, write_index
 from data_tools.synth import synthesize
 from sec_train.data.config import DataConfig, Stage1Config
+from sec_train.data.format import ShardWriter, decode_record, iter_records, read_index, write_index
 from sec_train.data.loader import build_loader
 from sec_train.model.tokenizer import build_toy_tokenizer
 

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from data_tools.format import read_index
 from data_tools.synth import synthesize
 from sec_train.data.config import DataConfig, Stage1Config
+from sec_train.data.format import read_index
 from sec_train.data.loader import build_loader
 from sec_train.model.tokenizer import build_toy_tokenizer
 

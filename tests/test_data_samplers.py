@@ -4,16 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from data_tools.format import make_sample, mask_to_rle
 from data_tools.synth import encode_jpeg, render_video
 from sec_train.data.augment import ClipAugment, warp, warp_grid
 from sec_train.data.collate import Stage2Collator
 from sec_train.data.config import AugmentConfig, Stage1Config, Stage2Config
 from sec_train.data.draw import GREEN, draw_contour
-from sec_train.data.prompts import ANSWERS, QUESTIONS, training_prompt
+from sec_train.data.format import make_sample, mask_to_rle
+from sec_train.data.prompts import training_prompt
 from sec_train.data.stage1 import Stage1Sampler
 from sec_train.data.stage2 import Stage2Sampler, draw_outline
-from sec_train.model.tokenizer import IMG_CONTEXT, IMG_END, build_toy_tokenizer
+from sec_train.model.tokenizer import build_toy_tokenizer
+from sec_train.tokens import ANSWERS, IMG_CONTEXT, IMG_END, QUESTIONS
 
 
 @pytest.fixture(scope="module")

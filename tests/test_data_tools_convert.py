@@ -8,9 +8,16 @@ import pytest
 from PIL import Image
 
 from data_tools.cli import main as sec_data
-from data_tools.format import ShardWriter, decode_record, iter_records, read_index, rle_to_mask, write_index
 from data_tools.synth import render_video, synthesize
 from data_tools.verify import verify
+from sec_train.data.format import (
+    ShardWriter,
+    decode_record,
+    iter_records,
+    read_index,
+    rle_to_mask,
+    write_index,
+)
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +158,30 @@ def test_ytvos_layout_takes_objects_from_meta_json(synth_dir, tmp_path):
     sample = _samples(tmp_path / "y")["clip"]
     assert sample.header["object_ids"] == [1, 2, 3, 5] and sample.header["visible"]["5"] == []
     assert sample.header["fps"] == 30.0 and sample.header["source"] == "ytvos"
+
+
+def test_sav_release_tree_as_downloaded(synth_dir, tmp_path):
+    # sav_train/sav_000, sav_001: mp4 and json side by side
+    for i, name in enumerate(f"synth{i:05d}" for i in range(5)):
+        folder = tmp_path / "sav_train" / f"sav_{i % 2:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for suffix in (".mp4", "_manual.json"):
+            (folder / f"{name}{suffix}").symlink_to(synth_dir / "sav" / f"{name}{suffix}")
+    assert _convert("sav", "--root", tmp_path / "sav_train", "--out", tmp_path / "train") == 0
+    assert sorted(_samples(tmp_path / "train")) == [f"synth{i:05d}" for i in range(5)]
+    # sav_val: 24 fps JPEG folders, per-object PNGs on every 4th frame
+    video = render_video("synth00003", 3, frames=12, height=36, width=48, objects=3)
+    val = tmp_path / "sav_val"
+    (val / "JPEGImages_24fps").mkdir(parents=True)
+    (val / "JPEGImages_24fps" / "sav_x").symlink_to(synth_dir / "JPEGImages" / "synth00003")
+    for k in range(3):
+        obj_dir = val / "Annotations_6fps" / "sav_x" / f"{k:03d}"
+        obj_dir.mkdir(parents=True)
+        for t in range(0, 12, 4):
+            Image.fromarray(video.masks[t, k].astype(np.uint8) * 255).save(obj_dir / f"{t:05d}.png")
+    assert _convert("sav", "--root", val, "--out", tmp_path / "val") == 0
+    sample = _samples(tmp_path / "val")["sav_x"]
+    assert sample.header["source"] == "sav" and sample.header["object_ids"] == [0, 1, 2]
+    assert sample.header["frame_indices"] == [0, 4, 8]
+    assert sample.frames[1] == (synth_dir / "JPEGImages" / "synth00003" / "00004.jpg").read_bytes()
+    np.testing.assert_array_equal(_mask(sample, 2, 1), video.masks[8, 1])

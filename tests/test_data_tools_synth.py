@@ -3,8 +3,8 @@
 import numpy as np
 
 from data_tools.cli import main as sec_data
-from data_tools.format import read_index
 from data_tools.synth import render_video
+from sec_train.data.format import read_index
 
 
 def test_synth_has_occlusion_disappearance_and_a_scene_cut():

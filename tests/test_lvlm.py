@@ -15,7 +15,7 @@ from sec_train.model.lvlm import (
     toy_lvlm_config,
 )
 from sec_train.model.sam2 import normalize_images
-from sec_train.model.tokenizer import IMG_CONTEXT, SEG_TOKEN
+from sec_train.tokens import IMG_CONTEXT, SEG_TOKEN
 
 
 def test_toy_lvlm_sizes_and_image_features():

@@ -7,15 +7,15 @@ import pytest
 import torch
 from PIL import Image
 
-from data_tools.format import ShardWriter, make_sample, mask_to_rle, write_index
-from sec_train.eval import evaluate
+from sec_train.data.format import ShardWriter, make_sample, mask_to_rle, write_index
+from sec_train.eval import cli, evaluate
 from sec_train.eval.datasets import davis_videos, open_videos
 from sec_train.infer import predict
 from sec_train.infer.overlay import PALETTE, overlay, save_palette_png
 from sec_train.infer.runtime import resolve_checkpoint
 from sec_train.infer.video import read_labels
+from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
-from sec_train.model.sec import build_sec_model
 from sec_train.model.weights import save_model_dir
 from tests.test_propagate import CUTS, synthetic_video
 
@@ -117,45 +117,62 @@ def test_predict_writes_masks_overlays_and_reports_lvlm_calls(checkpoint, tmp_pa
     out = tmp_path / "out"
     argv = ["--checkpoint", str(checkpoint), "--video", str(frames), "--mask", str(first), "--out", str(out)]
     assert predict.main(argv) == 0
-    assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{t:05d}.png" for t in range(9)]
+    assert sorted(p.name for p in (out / "masks" / "vid").iterdir()) == [f"{t:05d}.png" for t in range(9)]
     assert len(list((out / "overlays").iterdir())) == 9
-    assert set(np.unique(read_labels(out / "masks" / "00004.png"))) <= {0, 2, 5}
+    assert set(np.unique(read_labels(out / "masks" / "vid" / "00004.png"))) <= {0, 2, 5}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["lvlm_calls"] == 2 and summary["scene_changes"] == CUTS and summary["objects"] == [2, 5]
     assert "2 LVLM calls" in capsys.readouterr().out
+    # the released predictor's memory and post-processing, unless asked otherwise
+    assert (summary["memory_selection"], summary["fill_hole_area"], summary["overlap"]) == (
+        "reliable",
+        8,
+        "highest_logit",
+    )
+    options = [
+        "--memory-selection",
+        "recent",
+        "--fill-hole-area",
+        "0",
+        "--overlap",
+        "lower_id",
+        "--no-overlays",
+    ]
+    assert predict.main([*argv, *options]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["memory_selection"], summary["fill_hole_area"], summary["overlap"]) == (
+        "recent",
+        0,
+        "lower_id",
+    )
 
 
 def test_eval_davis_json_and_sam2_baseline(checkpoint, tmp_path, capsys):
     _write_davis(tmp_path, "a")
     _write_davis(tmp_path, "b", num_frames=5)
-    base = ["--checkpoint", str(checkpoint), "--data", str(tmp_path), "--json"]
-    assert evaluate.main(base) == 0
-    sec = json.loads(capsys.readouterr().out)
+    base = ["--checkpoint", str(checkpoint), "--data", str(tmp_path), "--json", "--protocol", "sav"]
+    assert cli.main(base) == 0
+    sec = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert sorted(sec["videos"]) == ["a", "b"]
     assert sec["videos"]["a"]["lvlm_calls"] == 2 and sec["videos"]["b"]["lvlm_calls"] == 1
-    assert sec["mean"]["num_objects"] == 4
+    assert sec["videos"]["a"]["scene_changes"] == ["00004", "00007"]
+    assert sec["num_objects"] == 4
     objects = [o for v in sec["videos"].values() for o in v["objects"].values()]
-    assert sec["mean"]["J"] == pytest.approx(np.mean([o["j"] for o in objects]))
-    assert sec["mean"]["J&F"] == pytest.approx((sec["mean"]["J"] + sec["mean"]["F"]) / 2)
-    assert evaluate.main([*base, "--sam2-only"]) == 0
-    assert json.loads(capsys.readouterr().out)["mean"]["lvlm_calls"] == 0
+    assert sec["J"] == pytest.approx(np.mean([o["j"] for o in objects]))
+    assert sec["J&F"] == pytest.approx((sec["J"] + sec["F"]) / 2)
+    assert cli.main([*base, "--sam2-only"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["lvlm_calls"] == 0
 
 
 def test_eval_table_and_saved_masks(checkpoint, tmp_path, capsys):
     _write_davis(tmp_path / "data", "a", num_frames=4)
-    argv = [
-        "--checkpoint",
-        str(checkpoint),
-        "--data",
-        str(tmp_path / "data"),
-        "--save-masks",
-        str(tmp_path / "m"),
-    ]
-    assert evaluate.main(argv) == 0
+    argv = ["--checkpoint", str(checkpoint), "--data", str(tmp_path / "data"), "--save", str(tmp_path / "m")]
+    assert cli.main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split() == ["video", "objects", "J", "F", "J&F", "LVLM"]
     assert lines[1].split()[0] == "a" and lines[-1].split()[0] == "mean"
-    assert len(list((tmp_path / "m" / "a").iterdir())) == 4
+    assert lines[-1].split()[1] == "5"  # DAVIS: objects 1..5, the largest label of frame 0
+    assert len(list((tmp_path / "m" / "predictions" / "a").iterdir())) == 4
 
 
 def test_shards_read_as_fully_annotated_videos(tmp_path):
@@ -202,9 +219,8 @@ def test_a_stage1_model_is_evaluated_as_plain_sam2(tmp_path, capsys):
     save_model_dir(build_sec_model(ModelConfig(mode="stage1")), tmp_path / "stage1")
     _write_davis(tmp_path / "data", "a", num_frames=6)
     assert (
-        evaluate.main(["--checkpoint", str(tmp_path / "stage1"), "--data", str(tmp_path / "data"), "--json"])
-        == 0
+        cli.main(["--checkpoint", str(tmp_path / "stage1"), "--data", str(tmp_path / "data"), "--json"]) == 0
     )
     captured = capsys.readouterr()
-    assert json.loads(captured.out)["mean"]["lvlm_calls"] == 0
+    assert json.loads(captured.out.splitlines()[-1])["lvlm_calls"] == 0
     assert "stage-1 model: running SAM 2 only" in captured.err

@@ -1,18 +1,21 @@
 """SeC propagation end to end on the toy model: SAM 2 only, and with the LVLM on scene changes."""
 
 import io
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from sec_train.data.prompts import INFERENCE_QUESTION
+from sec_train.eval import evaluate
+from sec_train.infer import predict
 from sec_train.infer.propagate import PropagationConfig, PropagationStats, SeCPropagator, compose_labels
 from sec_train.infer.scene import resize_bilinear
 from sec_train.infer.video import Video
+from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
-from sec_train.model.sec import build_sec_model
+from sec_train.tokens import INFERENCE_QUESTION
 
 CUTS = [4, 7]  # frames where the synthetic video cuts to a new scene
 
@@ -100,7 +103,7 @@ def test_sec_calls_the_lvlm_exactly_on_scene_changes(model, monkeypatch):
 def test_bank_grows_only_with_confident_non_empty_frames(model, monkeypatch):
     outputs, stats, concept, track = _run(model, monkeypatch, use_concept=True)
     first_cut = track.results[CUTS[0]]
-    masks = SeCPropagator._video_masks(first_cut, (72, 96))
+    masks = SeCPropagator._video_logits(first_cut, (72, 96)) > 0
     joined = [bool(masks[i].any()) and float(first_cut.object_score_logits[i, 0]) > 1 for i in range(2)]
     frames_per_sample = concept.calls[1][0][3]
     assert frames_per_sample.tolist() == [2 + j for j in joined]
@@ -146,3 +149,19 @@ def test_mismatched_frame_sizes_are_an_error(model):
     video.frames[1] = _jpeg(np.zeros((10, 10, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match="synthetic: frame 1"):
         list(SeCPropagator(model, PropagationConfig(use_concept=False)).run(video))
+
+
+def test_defaults_are_the_released_predictor(model, monkeypatch):
+    """Reliable memory and filled holes in SeC inference and `predict`; `eval` and validation
+    leave holes as SeC's VOS inference script does."""
+    _, _, _, track = _run(model, monkeypatch, use_concept=False)
+    assert {args[0].memory_selection for args, _ in track.calls} == {"reliable"}
+    logits = torch.full((1, 1, 32, 32), 4.0)
+    logits[0, 0, 10:12, 10:14] = -3.0  # an 8-px hole
+    upsampled = SeCPropagator._video_logits(SimpleNamespace(mask_logits=logits), (64, 64))
+    assert (upsampled > 0).all()
+    assert not (SeCPropagator._video_logits(SimpleNamespace(mask_logits=logits), (64, 64), 0) > 0).all()
+    argv = ["--checkpoint", "c", "--video", "v", "--mask", "m", "--out", "o"]
+    assert predict._parser().parse_args(argv).fill_hole_area == 8
+    assert evaluate._parser().parse_args(["--checkpoint", "c", "--data", "d"]).fill_hole_area == 0
+    assert evaluate.EVAL_FILL_HOLE_AREA == 0

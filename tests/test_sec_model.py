@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sec_train.model.build import build_sec_model
 from sec_train.model.config import LoraConfig, ModelConfig, TrainableConfig
-from sec_train.model.sec import build_sec_model
 from sec_train.model.tracker import Sam2Tracker
 from sec_train.model.trainable import apply_trainable
 from sec_train.types import Stage1Batch

@@ -16,8 +16,8 @@ import torch
 from data_tools.synth import synthesize
 from sec_train.eval.evaluate import evaluate_model
 from sec_train.infer.runtime import load_model
+from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
-from sec_train.model.sec import build_sec_model
 from sec_train.train.config import load_config
 from sec_train.train.loop import Trainer
 

@@ -7,7 +7,7 @@ import json
 from torch import nn
 
 from sec_train.train.config import load_config
-from sec_train.train.logging import METRICS_FILE, RunLogger, flops_per_token
+from sec_train.train.run_log import METRICS_FILE, RunLogger, flops_per_token
 
 
 def test_resumed_run_drops_replayed_records(tmp_path):

@@ -6,8 +6,8 @@ import pytest
 import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
 
+from sec_train.model.build import build_sec_model
 from sec_train.model.config import LoraConfig, ModelConfig, TrainableConfig
-from sec_train.model.sec import build_sec_model
 from sec_train.model.trainable import SAM2_PARTS, SAM2_UNUSED, apply_trainable
 from tests.sec_toy_batches import single_thread, stage1_batch, stage2_batch  # noqa: F401
 

@@ -9,12 +9,11 @@ import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file
 
+from sec_train.model.build import build_sec_model, load_trainable
 from sec_train.model.config import LoraConfig, ModelConfig, TrainableConfig
-from sec_train.model.sec import build_sec_model
 from sec_train.model.trainable import apply_trainable
 from sec_train.model.weights import (
     load_model_config,
-    load_trainable,
     merged_lvlm_state_dict,
     save_model_dir,
     save_trainable,

@@ -27,12 +27,12 @@ import torch
 from PIL import Image
 
 from data_tools.convert_sav import load_sav_video, sav_jobs
-from data_tools.format import decode_record, iter_records, read_index, rle_to_mask
 from data_tools.pipeline import convert_videos
 from data_tools.synth import render_video, write_sav
 from data_tools.video import read_frames
 from sec_train.data.config import DataConfig
 from sec_train.data.draw import draw_contour
+from sec_train.data.format import decode_record, iter_records, read_index, rle_to_mask
 from sec_train.data.images import resize_image, resize_mask
 from sec_train.data.loader import build_loader
 from sec_train.data.prompts import training_prompt

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from data_tools.synth import synthesize
 from sec_train.bench.measure import PeakRSS, count_flops, matmul_flops_per_s, rss_bytes, saved_activations
 from sec_train.model.real import Depth, random_real_model
-from sec_train.train.accel import mixed_precision
+from sec_train.train.accel import resolve_precision
 from sec_train.train.config import TrainConfig, load_config
 from sec_train.train.loop import Trainer, build_train_loader
 from sec_train.train.plan import GIB, Shape, model_counts, plan_memory, trainable_groups
@@ -53,15 +53,14 @@ def _single_process_env() -> None:
 
 
 def recipe_config(recipe: str, zero: int, batch: int, steps: int, overrides: list[str]) -> TrainConfig:
-    """The recipe with DeepSpeed ZeRO-`zero`, `batch` samples per step, no accumulation, bf16
-    (what the recipe trains in on a GPU; on CPU too, so the sizes are the GPU's)."""
-    return load_config(
+    """The recipe with DeepSpeed ZeRO-`zero`, `batch` samples per step, no accumulation, in the
+    precision it trains in on a GPU (on CPU too, so the sizes are the GPU's)."""
+    cfg = load_config(
         str(CONFIGS / f"{recipe}.yaml"),
         [
             f"deepspeed={CONFIGS / 'deepspeed' / f'zero{zero}.json'}",
             f"batch_size={batch}",
             "grad_accum=1",
-            "precision=bf16",
             "wandb.mode=disabled",
             "init_from=null",
             "data.stage2.obj_list=null",
@@ -69,6 +68,8 @@ def recipe_config(recipe: str, zero: int, batch: int, steps: int, overrides: lis
             *overrides,
         ],
     )
+    cfg.precision = resolve_precision(cfg, cuda=True)
+    return cfg
 
 
 def real_batches(cfg: TrainConfig, model, count: int, device: str) -> list[Batch]:
@@ -162,7 +163,7 @@ def run_one(recipe: str, zero: int, args: argparse.Namespace) -> dict:
     device = args.device
     cfg = recipe_config(recipe, zero, args.batch, args.steps + 1, args.overrides)
     depth = Depth.truncated(args.layers)
-    dtype = torch.bfloat16 if mixed_precision(cfg) == "bf16" else torch.float32
+    dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
     peak_matmul = matmul_flops_per_s(torch.bfloat16, device)
     baseline = rss_bytes()
     with PeakRSS() as rss:

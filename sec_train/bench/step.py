@@ -24,20 +24,20 @@ import torch
 from tqdm import tqdm
 
 from data_tools.synth import synthesize
+from sec_train.model.build import build_trainable_model
 from sec_train.train.config import TrainConfig, load_config
-from sec_train.train.loop import Trainer, build_model, build_train_loader
+from sec_train.train.loop import Trainer
 from sec_train.train.optim import build_optimizer, build_scheduler
 from sec_train.types import Batch
 
 RECIPE = Path(__file__).resolve().parents[2] / "configs" / "toy_stage2.yaml"
 
 
-def first_batch(cfg: TrainConfig, model: torch.nn.Module) -> Batch:
-    """One batch of the recipe's loader over a few freshly synthesized videos."""
-    with tempfile.TemporaryDirectory() as tmp:
-        synthesize(tmp, 2, frames=8, height=64, width=64, objects=2)
-        data = dataclasses.replace(cfg.data, train=[str(Path(tmp) / "shards")], num_workers=0)
-        return next(iter(build_train_loader(dataclasses.replace(cfg, data=data), model)))
+def with_synthetic_data(cfg: TrainConfig, directory: str) -> TrainConfig:
+    """`cfg` training on a few videos synthesized into `directory`."""
+    synthesize(directory, 2, frames=8, height=64, width=64, objects=2)
+    data = dataclasses.replace(cfg.data, train=[str(Path(directory) / "shards")], num_workers=0)
+    return dataclasses.replace(cfg, data=data)
 
 
 class BareLoop:
@@ -76,10 +76,12 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     cfg = load_config(args.config, [*args.overrides, "wandb.mode=disabled", "grad_accum=1"])
     cfg.max_steps = max(cfg.max_steps, args.warmup + args.steps)
-    model = build_model(cfg)
-    bare = BareLoop(copy.deepcopy(model), cfg)
-    trainer = Trainer(cfg, model=model)
-    batch = first_batch(cfg, model)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = with_synthetic_data(cfg, tmp)
+        model = build_trainable_model(cfg.model)
+        bare = BareLoop(copy.deepcopy(model), cfg)
+        trainer = Trainer(cfg, model=model)
+        batch = next(iter(trainer.loader))
     times: dict[str, list[float]] = {"framework": [], "bare": []}
     for i in tqdm(range(args.warmup + args.steps), desc="bench step"):
         pair = [("framework", trainer.train_step), ("bare", bare.step)]

@@ -24,7 +24,8 @@ from transformers import (
 
 from sec_train.convert.rename import Renamer
 from sec_train.convert.streaming import ShardWriter, Step, TensorSource, check_plan, fresh_output, run_plan
-from sec_train.model.tokenizer import IMG_CONTEXT, load_tokenizer
+from sec_train.model.tokenizer import load_tokenizer
+from sec_train.tokens import IMG_CONTEXT
 
 _VIT, _TOWER = "vision_model.encoder.layers.{}.", "vision_tower.encoder.layer.{}."
 _QKV = re.compile(r"vision_model\.encoder\.layers\.(\d+)\.attn\.qkv\.(weight|bias)\Z")

@@ -29,8 +29,8 @@ from sec_train.convert.streaming import (
     plan_problems,
     run_plan,
 )
+from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
-from sec_train.model.sec import build_sec_model
 from sec_train.model.token_attn import CONCEPT_DIM
 from sec_train.model.tokenizer import load_tokenizer
 from sec_train.model.weights import (

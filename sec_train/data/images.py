@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from data_tools.format import rle_to_mask
+from sec_train.data.format import rle_to_mask
 from sec_train.types import VideoSample
 
 

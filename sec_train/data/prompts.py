@@ -1,5 +1,5 @@
-"""Stage-2 prompts: SeC's paraphrased questions and `[SEG]` answers, and their tokenization
-with the Qwen chat template and InternVL's image tokens."""
+"""Stage-2 prompts: SeC's paraphrased questions and `[SEG]` answers (`sec_train.tokens`) put in
+the Qwen chat template with InternVL's image tokens, and tokenized."""
 
 from __future__ import annotations
 
@@ -8,25 +8,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from sec_train.data.collate import IGNORE_INDEX
-from sec_train.model.tokenizer import IMG_CONTEXT, IMG_END, IMG_START, SEG_TOKEN
-
-QUESTIONS = (
-    "Please segment the object in the last frame based on the object labeled in the first several images.",
-    "Can you segment the object in the last frame that is outlined in the earlier images?",
-    "Segment the outlined object of the reference frames in the final frame.",
-    "Find the object marked in green in the previous frames and segment it in the last image.",
-    "Which object in the last frame matches the labeled object? Please give its segmentation mask.",
-    "Track the highlighted object from the first images and segment it in the last frame.",
-)
-ANSWERS = (
-    "It is [SEG].",
-    "Sure, it is [SEG].",
-    "Sure, [SEG].",
-    "The segmentation result is [SEG].",
-    "[SEG].",
-)
-# What inference asks (SeC-4B), the first of each list.
-INFERENCE_QUESTION, INFERENCE_ANSWER = QUESTIONS[0], ANSWERS[0]
+from sec_train.tokens import ANSWERS, IMG_CONTEXT, IMG_END, IMG_START, QUESTIONS, SEG_TOKEN
 
 
 def image_block(num_image_tokens: int) -> str:

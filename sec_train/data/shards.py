@@ -1,4 +1,4 @@
-"""The resumable streaming loader: shards -> units -> shuffle buffer -> examples -> batches.
+"""The shard stream behind `loader.Loader`: shards -> units -> shuffle buffer -> examples -> batches.
 
 A *unit* is what one example is made from: a video (stage 1) or one object of a video
 (stage 2). Each epoch the shard list is shuffled with the seed and split by rank, then by
@@ -21,17 +21,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
 
-from data_tools.format import decode_record, iter_records, read_index
+from sec_train.data.format import decode_record, iter_records, read_index
 from sec_train.types import Batch, VideoSample
 
 logger = logging.getLogger(__name__)
-
-# Below this many samples the bad fraction is checked only at the end of the epoch: a single
-# early bad sample would otherwise stop a run on its first batch.
-_MIN_SEEN_FOR_CHECK = 200
 
 
 class Sampler(Protocol):
@@ -179,89 +174,3 @@ def _shuffled(units: Iterator[_Unit], size: int, rng: random.Random) -> Iterator
         buffer[i] = unit
     rng.shuffle(buffer)
     yield from buffer
-
-
-class Loader:
-    """Iterates one epoch of batches per `iter()`; resumable mid-epoch.
-
-    `state_dict()` records, per worker, how many units it has delivered to the consumer (not
-    merely prefetched); `load_state_dict()` makes the next `iter()` continue from there. Once an
-    epoch is complete the next `iter()` runs the following one. `skipped` / `seen` count the bad
-    and read samples of the current (or just finished) epoch; more than `max_bad_fraction` bad
-    stops the run with an error.
-    """
-
-    def __init__(
-        self, stream: ShardStream, *, num_workers: int, prefetch_factor: int, max_bad_fraction: float
-    ):
-        self.stream = stream
-        self.num_workers = num_workers
-        self.prefetch_factor = prefetch_factor
-        self.max_bad_fraction = max_bad_fraction
-        self.epoch = 0
-        self._done = False
-        self._workers: dict[int, dict[str, int]] = {}
-
-    @property
-    def seen(self) -> int:
-        return sum(w["seen"] for w in self._workers.values())
-
-    @property
-    def skipped(self) -> int:
-        return sum(w["bad"] for w in self._workers.values())
-
-    def set_epoch(self, epoch: int) -> None:
-        """Selects the epoch the next `iter()` runs; unless it is the one in progress, it runs
-        from its beginning."""
-        if epoch != self.epoch or self._done:
-            self.epoch, self._workers, self._done = epoch, {}, False
-
-    def __iter__(self) -> Iterator[Batch]:
-        if self._done:
-            self.set_epoch(self.epoch + 1)
-        self.stream.epoch, self.stream.resume = self.epoch, {k: dict(v) for k, v in self._workers.items()}
-        loader = DataLoader(
-            self.stream,
-            batch_size=None,
-            num_workers=self.num_workers,
-            prefetch_factor=self.prefetch_factor if self.num_workers else None,
-            pin_memory=torch.cuda.is_available(),
-        )
-        for batch, state in loader:
-            self._workers[state["worker"]] = {k: v for k, v in state.items() if k != "worker"}
-            if self.seen >= _MIN_SEEN_FOR_CHECK:
-                self._check_bad()
-            if batch is not None:
-                yield batch
-        self._check_bad()
-        self._done = True
-
-    def _check_bad(self) -> None:
-        if self.skipped > self.max_bad_fraction * max(self.seen, 1):
-            raise RuntimeError(
-                f"{self.skipped} of {self.seen} samples were bad in epoch {self.epoch} (more than "
-                f"data.max_bad_fraction={self.max_bad_fraction}); the log names each shard and key"
-            )
-
-    def state_dict(self) -> dict[str, Any]:
-        s = self.stream
-        return {
-            "epoch": self.epoch + 1 if self._done else self.epoch,
-            "seed": s.seed,
-            "rank": s.rank,
-            "world_size": s.world_size,
-            "num_workers": s.num_workers,
-            "workers": {} if self._done else {str(k): dict(v) for k, v in self._workers.items()},
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        s = self.stream
-        saved = (state["seed"], state["rank"], state["world_size"], state["num_workers"])
-        current = (s.seed, s.rank, s.world_size, s.num_workers)
-        if saved != current:
-            raise ValueError(
-                f"loader state was saved with (seed, rank, world_size, num_workers)={saved}, this run "
-                f"has {current}; a mid-epoch resume needs the same"
-            )
-        self.epoch, self._done = int(state["epoch"]), False
-        self._workers = {int(k): dict(v) for k, v in state["workers"].items()}

@@ -1,4 +1,10 @@
-"""Writing predictions: DAVIS-style palette PNGs (pixel value = object id) and overlay PNGs."""
+"""Writing predictions: palette PNGs in a dataset's own layout, and overlay PNGs.
+
+`write_prediction` gives a palette video `OUT/<video>/<frame>.png` (pixel = object id, as DAVIS
+stores them) and a per-object video (SA-V, SeCVOS: `Video.object_names` set)
+`OUT/<video>/<obj_id:03d>/<frame>.png`, a 0/1 mask per object under the dataset's own object
+folder names, as SeC's `vos_inference.py --per_obj_png_file` writes them.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from sec_train.data.draw import contour_mask
+from sec_train.infer.video import Video
 
 
 def davis_palette() -> np.ndarray:
@@ -52,3 +59,15 @@ def overlay(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.nda
 def save_overlay_png(frame: np.ndarray, labels: np.ndarray, path: str | Path, alpha: float = 0.5) -> None:
     """Writes `overlay(frame, labels)` as an RGB PNG."""
     Image.fromarray(overlay(frame, labels, alpha)).save(path)
+
+
+def write_prediction(out: Path, video: Video, t: int, labels: np.ndarray) -> None:
+    """Writes frame `t`'s predicted label map of `video` under `out` in the video's layout."""
+    frame = f"{video.frame_name(t)}.png"
+    if not video.object_names:
+        (out / video.name).mkdir(parents=True, exist_ok=True)
+        save_palette_png(labels, out / video.name / frame)
+        return
+    for label, name in video.object_names.items():
+        (out / video.name / name).mkdir(parents=True, exist_ok=True)
+        save_palette_png((labels == label).astype(np.uint8), out / video.name / name / frame)

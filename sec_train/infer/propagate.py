@@ -7,6 +7,10 @@ each object's keyframe bank plus the current frame and returns one concept embed
 object (one batched LVLM call); on that frame the mask decoder sees the average of the memory-
 and concept-conditioned features. Objects confidently found on such a frame join their bank.
 With `use_concept=False` this is plain SAM 2 tracking, the baseline SeC is compared with.
+
+As the released predictor does by default, each object reads its recent *reliable* frames from
+memory (`memory_selection`, see `Sam2Tracker`), small holes in the predicted masks are filled
+(`fill_hole_area`) and an overlap between objects goes to the highest logit (`overlap`).
 """
 
 from __future__ import annotations
@@ -20,13 +24,27 @@ import torch.nn.functional as F
 
 from sec_train.data.collate import PAD_MULTIPLE
 from sec_train.data.images import resize_chw, resize_image, to_chw
-from sec_train.data.prompts import INFERENCE_ANSWER, INFERENCE_QUESTION, tokenize_conversation, user_message
+from sec_train.data.prompts import tokenize_conversation, user_message
 from sec_train.infer.keyframes import DEFAULT_BANK_SIZE, KeyframeBank
+from sec_train.infer.postprocess import OverlapRule, compose_labels, fill_holes
 from sec_train.infer.scene import DEFAULT_THRESHOLD, SceneChangeDetector
 from sec_train.infer.video import Video
+from sec_train.model.config import MemorySelection
 from sec_train.model.sam2 import normalize_images
 from sec_train.model.sec import SeCModel
-from sec_train.model.tracker import FrameFeatures, FrameOutput, TrackState
+from sec_train.model.tracker import (
+    MASK_OUT_BIAS,
+    MASK_OUT_SCALE,
+    FrameFeatures,
+    FrameOutput,
+    TrackState,
+)
+from sec_train.tokens import INFERENCE_ANSWER, INFERENCE_QUESTION
+
+# SeC's predictor fills holes up to this area by default (`apply_postprocessing`, on unless a
+# config turns it off: inference/modeling_sec.py:167, inference/sam2_video_predictor.py:41); its VOS
+# evaluation script turns it off unless asked (vos_evaluation/vos_inference.py:310,356)
+RELEASED_FILL_HOLE_AREA = 8
 
 
 @dataclass
@@ -37,11 +55,18 @@ class PropagationConfig:
         use_concept (`bool`): call the LVLM on scene changes (SeC); False is plain SAM 2.
         scene_threshold (`float`): Bhattacharyya distance above which a frame is a scene change.
         bank_size (`int`): keyframes the LVLM sees at most, the first frame included.
+        memory_selection (`str`): "reliable" (SeC's predictor) or "recent" (plain SAM 2).
+        fill_hole_area (`int`): background components of at most this many low-res pixels become
+            foreground (SAM 2's `fill_hole_area`); 0 turns it off.
+        overlap (`str`): who gets a pixel several objects claim, "highest_logit" or "lower_id".
     """
 
     use_concept: bool = True
     scene_threshold: float = DEFAULT_THRESHOLD
     bank_size: int = DEFAULT_BANK_SIZE
+    memory_selection: MemorySelection = "reliable"
+    fill_hole_area: int = RELEASED_FILL_HOLE_AREA
+    overlap: OverlapRule = "highest_logit"
 
 
 @dataclass
@@ -55,17 +80,6 @@ class PropagationStats:
     @property
     def lvlm_calls(self) -> int:
         return len(self.lvlm_frames)
-
-
-def compose_labels(masks: dict[int, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    """Per-object bool masks `{id: [H, W]}` -> one uint8 label map; the lower id wins an overlap.
-
-    Objects are painted from the highest id down, as SAM 2's VOS evaluation writes them.
-    """
-    labels = np.zeros(shape, dtype=np.uint8)
-    for obj in sorted(masks, reverse=True):
-        labels[masks[obj]] = obj
-    return labels
 
 
 @dataclass
@@ -117,10 +131,10 @@ class SeCPropagator:
             if changed:
                 stats.scene_changes.append(t)
             features = self._encode(frame)
-            masks = self._track(groups, features, t, frame, changed, stats) if groups else {}
+            scores = self._track(groups, features, t, frame, changed, stats) if groups else {}
             if t in prompts:
-                masks.update(self._start_group(groups, video, prompts[t], features, t, frame))
-            yield t, frame, compose_labels(masks, shape[:2])
+                scores.update(self._start_group(groups, video, prompts[t], features, t, frame))
+            yield t, frame, compose_labels(scores, shape[:2], self.config.overlap)
 
     def _track(
         self,
@@ -131,22 +145,23 @@ class SeCPropagator:
         scene_change: bool,
         stats: PropagationStats,
     ) -> dict[int, np.ndarray]:
-        """Tracks every started object on frame `t`; on a scene change with concepts from the LVLM."""
+        """Tracks every started object on frame `t`; on a scene change with concepts from the LVLM.
+        Returns each object's mask logits at the video's size."""
         concepts: list[torch.Tensor | None] = [None] * len(groups)
         if scene_change:
             stats.lvlm_frames.append(t)
             concept = self._concept([bank for g in groups for bank in g.banks], frame)
             concepts = list(concept.split([len(g.object_ids) for g in groups]))
-        masks = {}
+        scores = {}
         for group, concept in zip(groups, concepts):
             out = self.model.tracker.track_frame(group.state, features, t, concept=concept)
-            group_masks = self._video_masks(out, frame.shape[:2])
+            logits = self._video_logits(out, frame.shape[:2], self.config.fill_hole_area)
             if concept is not None:
-                scores = out.object_score_logits[:, 0].float().cpu().tolist()
-                for bank, mask, score in zip(group.banks, group_masks, scores):
+                object_scores = out.object_score_logits[:, 0].float().cpu().tolist()
+                for bank, mask, score in zip(group.banks, logits > 0, object_scores):
                     bank.update(t, frame, mask, score, used_lvlm=True)
-            masks.update(zip(group.object_ids, group_masks))
-        return masks
+            scores.update(zip(group.object_ids, logits))
+        return scores
 
     def _start_group(
         self,
@@ -157,17 +172,20 @@ class SeCPropagator:
         t: int,
         frame: np.ndarray,
     ) -> dict[int, np.ndarray]:
-        """Prompts the objects whose first annotation is on frame `t` with their masks."""
+        """Prompts the objects whose first annotation is on frame `t` with their masks; returns
+        the masks as SAM 2's mask-as-output logits (+-10)."""
         if prompt.shape != frame.shape[:2]:
             raise ValueError(
                 f"{video.name}: the mask of frame {t} is {prompt.shape}, the frame {frame.shape[:2]}"
             )
         object_ids = [int(i) for i in np.unique(prompt) if i != 0]
         masks = np.stack([prompt == obj for obj in object_ids])
-        state = self.model.tracker.init_state(num_objects=len(object_ids), num_frames=len(video))
+        state = self.model.tracker.init_state(
+            num_objects=len(object_ids), num_frames=len(video), memory_selection=self.config.memory_selection
+        )
         self.model.tracker.track_frame(state, features, t, mask_prompt=self._prompt_masks(masks))
         groups.append(_Group(object_ids, state, self._new_banks(t, frame, masks)))
-        return dict(zip(object_ids, masks))
+        return dict(zip(object_ids, masks * MASK_OUT_SCALE + MASK_OUT_BIAS))
 
     def _encode(self, frame: np.ndarray) -> FrameFeatures:
         """One frame through SAM 2's image encoder."""
@@ -188,10 +206,14 @@ class SeCPropagator:
         return (resized[:, 0] >= 0.5).float()
 
     @staticmethod
-    def _video_masks(out: FrameOutput, shape: tuple[int, int]) -> np.ndarray:
-        """The selected low-res mask logits upsampled to the video's size, thresholded at 0."""
-        logits = F.interpolate(out.mask_logits.float(), size=shape, mode="bilinear", align_corners=False)
-        return (logits[:, 0] > 0).cpu().numpy()
+    def _video_logits(
+        out: FrameOutput, shape: tuple[int, int], fill_hole_area: int = RELEASED_FILL_HOLE_AREA
+    ) -> np.ndarray:
+        """The selected low-res mask logits, holes filled (before resizing, as SAM 2 does),
+        upsampled to the video's size: float32 `[N, H, W]`."""
+        low_res = fill_holes(out.mask_logits.float(), fill_hole_area)
+        logits = F.interpolate(low_res, size=shape, mode="bilinear", align_corners=False)
+        return logits[:, 0].cpu().numpy()
 
     def _new_banks(self, t: int, frame: np.ndarray, masks: np.ndarray) -> list[KeyframeBank] | None:
         """One bank per object, starting with its prompt frame; none without concepts."""

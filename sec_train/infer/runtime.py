@@ -10,22 +10,26 @@ from pathlib import Path
 
 import torch
 
+from sec_train.checkpoint_layout import find_checkpoint
 from sec_train.infer.keyframes import DEFAULT_BANK_SIZE
 from sec_train.infer.propagate import PropagationConfig
 from sec_train.infer.scene import DEFAULT_THRESHOLD
+from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
-from sec_train.model.sec import SeCModel, build_sec_model
+from sec_train.model.sec import SeCModel
 from sec_train.model.weights import CONFIG_FILE, load_model_config
-from sec_train.train.checkpoint import find_checkpoint
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """The checkpoint, device and propagation options of both commands."""
+def add_model_arguments(
+    parser: argparse.ArgumentParser, fill_hole_area: int, checkpoint_required: bool = True
+) -> None:
+    """The checkpoint, device and propagation options of both commands; `fill_hole_area` is the
+    command's default (the released predictor fills, SeC's VOS evaluation script does not)."""
     parser.add_argument(
         "--checkpoint",
-        required=True,
+        required=checkpoint_required,
         help="a SeC model dir, a training checkpoint, or a run dir (its latest checkpoint)",
     )
     parser.add_argument(
@@ -39,6 +43,24 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_BANK_SIZE,
         help="keyframes the LVLM sees, first frame included",
+    )
+    parser.add_argument(
+        "--memory-selection",
+        default="reliable",
+        choices=["reliable", "recent"],
+        help="memory frames: SeC's recent reliable ones, or plain SAM 2's last ones",
+    )
+    parser.add_argument(
+        "--fill-hole-area",
+        type=int,
+        default=fill_hole_area,
+        help=f"fill mask holes up to this many low-res pixels, 0: off (default {fill_hole_area})",
+    )
+    parser.add_argument(
+        "--overlap",
+        default="highest_logit",
+        choices=["highest_logit", "lower_id"],
+        help="who gets a pixel several objects claim",
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda if available)")
     parser.add_argument(
@@ -56,8 +78,15 @@ def propagation_config(args: argparse.Namespace, model: SeCModel) -> Propagation
     if use_concept and model.config.mode == "stage1":
         print(f"{args.checkpoint} is a stage-1 model: running SAM 2 only", file=sys.stderr)
         use_concept = False
+    if args.fill_hole_area < 0:
+        raise ValueError(f"--fill-hole-area must be >= 0, got {args.fill_hole_area}")
     return PropagationConfig(
-        use_concept=use_concept, scene_threshold=args.scene_threshold, bank_size=args.bank_size
+        use_concept=use_concept,
+        scene_threshold=args.scene_threshold,
+        bank_size=args.bank_size,
+        memory_selection=args.memory_selection,
+        fill_hole_area=args.fill_hole_area,
+        overlap=args.overlap,
     )
 
 

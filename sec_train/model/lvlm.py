@@ -26,7 +26,8 @@ from transformers import (
     Qwen2Config,
 )
 
-from sec_train.model.tokenizer import IMG_CONTEXT, build_toy_tokenizer, load_tokenizer
+from sec_train.model.tokenizer import build_toy_tokenizer, load_tokenizer
+from sec_train.tokens import IMG_CONTEXT
 
 VOCAB_MULTIPLE = 64  # embedding rows are padded to this, as tensor cores like it
 

@@ -20,8 +20,9 @@ from sec_train.model.config import ModelConfig
 from sec_train.model.lvlm import real_lvlm_config
 from sec_train.model.sam2 import real_sam2_config
 from sec_train.model.sec import SeCModel
-from sec_train.model.tokenizer import IMG_CONTEXT, build_toy_tokenizer
+from sec_train.model.tokenizer import build_toy_tokenizer
 from sec_train.model.trainable import apply_trainable
+from sec_train.tokens import IMG_CONTEXT
 
 REAL_LLM_LAYERS, REAL_VIT_LAYERS, REAL_HIERA_STAGE3 = 36, 24, 36
 NUM_MASKMEM = 22  # the stage-1 bank SeC trains and stage 2 inherits

@@ -1,26 +1,13 @@
 """SeCModel: InternVL + SAM 2 + the concept parts ([SEG], `text_hidden_fcs`, `token_attn`).
 
-Forward by batch type and `ModelConfig.mode`:
-
-- `Stage1Batch` ("stage1"): SAM 2 tracking losses over clips (`stage1_losses`).
-- `Stage2Batch`, "concept_only" (the released recipe): the LVLM reads the reference frames and
-  the target; its last hidden state at `[SEG]` -> `text_hidden_fcs` -> a 256-d concept; SAM 2's
-  features of the target frame are conditioned on it by `token_attn` alone -> mask decoder.
-- `Stage2Batch`, "fused" (what inference does): the tracker runs over the sample's SAM clip
-  from a GT-mask prompt on its first frame; on the target frame the mask decoder sees the
-  average of memory- and concept-conditioned features.
-
-Stage-2 losses: SAM 2's multi-mask loss on the target frame plus the LLM's cross-entropy on the
-answer tokens.
+The module and its forward dispatch by batch type and `ModelConfig.mode`: a `Stage1Batch`
+("stage1") goes to `stage1.stage1_losses`, a `Stage2Batch` ("concept_only" or "fused") to the
+parts in `stage2`. Building and loading weights is `sec_train.model.build`'s job.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import (
     InternVLForConditionalGeneration,
@@ -29,27 +16,13 @@ from transformers import (
 )
 
 from sec_train.model.config import ModelConfig
-from sec_train.model.losses import multimask_losses
-from sec_train.model.lvlm import (
-    build_real_lvlm_meta,
-    build_toy_lvlm,
-    image_tokens_per_frame,
-    load_lvlm,
-    lvlm_image_size,
-)
-from sec_train.model.sam2 import build_sam2, normalize_images, set_num_maskmem
+from sec_train.model.lvlm import image_tokens_per_frame, lvlm_image_size
+from sec_train.model.sam2 import normalize_images
 from sec_train.model.stage1 import stage1_losses
+from sec_train.model.stage2 import concept_from_hidden, lm_loss, target_losses, target_outputs
 from sec_train.model.token_attn import CONCEPT_DIM, build_token_attn
-from sec_train.model.tokenizer import SEG_TOKEN
-from sec_train.model.tracker import FrameFeatures, FrameOutput, Sam2Tracker
-from sec_train.model.weights import (
-    PARTS_FILE,
-    SEC_PARTS,
-    TRAINABLE_FILE,
-    load_model_config,
-    load_trainable,
-    read_model_dir,
-)
+from sec_train.model.tracker import FrameOutput, Sam2Tracker
+from sec_train.tokens import SEG_TOKEN
 from sec_train.types import LossDict, Stage1Batch, Stage2Batch
 
 
@@ -87,7 +60,7 @@ class SeCModel(nn.Module):
         )
         self.token_attn = build_token_attn(sam2)
         # a plain object holding references, so each weight appears once in the state dict
-        self.tracker = Sam2Tracker(sam2, self.token_attn)
+        self.tracker = Sam2Tracker(sam2, self.token_attn, memory_selection=config.memory_selection)
         self.tokenizer = tokenizer
         self.lora_config = None  # the peft LoraConfig once `apply_trainable` / a checkpoint adds LoRA
         if config.activation_checkpointing:
@@ -141,9 +114,11 @@ class SeCModel(nn.Module):
             raise ValueError("got a Stage2Batch but the model's mode is 'stage1'")
         self._check_stage2(batch)
         hidden = self._lvlm_hidden(batch.lvlm_images, batch.input_ids, batch.attention_mask)
-        concept = self._concept_from_hidden(hidden, batch.input_ids, batch.keys)
-        losses = self._target_losses(batch, concept)
-        losses["loss_lm"] = self._lm_loss(hidden, batch.labels)
+        concept = concept_from_hidden(
+            self.text_hidden_fcs, hidden, batch.input_ids, self.seg_token_id, batch.keys
+        )
+        losses = target_losses(self._target_outputs(batch, concept), batch, self.config.loss)
+        losses["loss_lm"] = lm_loss(self.lvlm.lm_head, hidden, batch.labels)
         losses["loss"] = losses["loss"] + self.config.loss.lm * losses["loss_lm"]
         return losses
 
@@ -159,7 +134,7 @@ class SeCModel(nn.Module):
         """The concept embedding [B, 256] of B prompts (inference; see `Stage2Batch` for shapes)."""
         self._check_lvlm_inputs(lvlm_images, input_ids, attention_mask, lvlm_frames_per_sample, keys=[])
         hidden = self._lvlm_hidden(lvlm_images, input_ids, attention_mask)
-        return self._concept_from_hidden(hidden, input_ids, keys=[])
+        return concept_from_hidden(self.text_hidden_fcs, hidden, input_ids, self.seg_token_id, keys=[])
 
     def _lvlm_hidden(
         self, lvlm_images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
@@ -171,84 +146,19 @@ class SeCModel(nn.Module):
         )
         return out.last_hidden_state
 
-    def _concept_from_hidden(
-        self, hidden: torch.Tensor, input_ids: torch.Tensor, keys: list[str]
-    ) -> torch.Tensor:
-        """`text_hidden_fcs` of the hidden state at each sample's last `[SEG]` -> [B, 256] float32."""
-        is_seg = input_ids == self.seg_token_id
-        missing = (~is_seg.any(dim=1)).nonzero().flatten().tolist()
-        if missing:
-            names = [keys[i] if i < len(keys) else f"#{i}" for i in missing]
-            raise ValueError(f"samples {names} have no {SEG_TOKEN} token in input_ids")
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        last = torch.where(is_seg, positions, -1).amax(dim=1)
-        seg_hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-        return self.text_hidden_fcs(seg_hidden).float()
-
-    def _lm_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Next-token cross-entropy on labelled positions; the LM head runs on those rows only."""
-        targets = labels[:, 1:]
-        keep = targets != -100
-        if not keep.any():
-            return hidden.sum() * 0.0
-        logits = self.lvlm.lm_head(hidden[:, :-1][keep])
-        return F.cross_entropy(logits.float(), targets[keep])
-
     # --- SAM 2 ----------------------------------------------------------------------------
 
     def _stage1(self, batch: Stage1Batch) -> LossDict:
         images = normalize_images(batch.images, self.compute_dtype(batch.images.device))
-        # tracked frames are drawn from the global RNG, which the trainer seeds per process
+        # tracked frames are drawn from the global RNG: the trainer seeds it alike in every
+        # process and checkpoints save it, so a resumed run draws the frames the full run would
         generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
         return stage1_losses(self.tracker, images, batch, self.config, generator)
 
-    def _target_losses(self, batch: Stage2Batch, concept: torch.Tensor) -> LossDict:
-        """SAM 2's multi-mask loss on each sample's target frame."""
-        outputs = self._target_outputs(batch, concept)
-        targets = batch.sam_masks[batch.sam_frames_per_sample.cumsum(0) - 1]
-        return multimask_losses(
-            torch.cat([o.high_res_multimasks for o in outputs]),
-            torch.cat([o.ious for o in outputs]),
-            torch.cat([o.object_score_logits for o in outputs]),
-            targets,
-            self.config.loss,
-        )
-
     def _target_outputs(self, batch: Stage2Batch, concept: torch.Tensor) -> list[FrameOutput]:
-        """SAM 2's prediction on each sample's target frame (the last of its SAM frames)."""
+        """SAM 2's prediction on each sample's target frame, guided by `concept` [B, 256]."""
         images = normalize_images(batch.sam_images, self.compute_dtype(batch.sam_images.device))
-        ends = batch.sam_frames_per_sample.cumsum(0).tolist()
-        if self.config.mode == "concept_only":
-            # only the target frames are encoded: concept-only mode never reads the memory bank
-            features = self.tracker.encode_frames(images[[end - 1 for end in ends]])
-            return [
-                self.tracker.track_frame(
-                    self.tracker.init_state(1),
-                    features.frame(b),
-                    0,
-                    concept=concept[b : b + 1],
-                    use_memory=False,
-                    update_memory=False,
-                )
-                for b in range(len(ends))
-            ]
-        features = self.tracker.encode_frames(images)
-        starts = [0] + ends[:-1]
-        return [
-            self._track_fused(features.frames(start, end), batch.sam_masks[start:end], concept[b : b + 1])
-            for b, (start, end) in enumerate(zip(starts, ends))
-        ]
-
-    def _track_fused(
-        self, features: FrameFeatures, masks: torch.Tensor, concept: torch.Tensor
-    ) -> FrameOutput:
-        """GT-mask prompt on frame 0, memory tracking after it, memory+concept fusion on the last frame."""
-        tracker, last = self.tracker, features.num_frames - 1
-        state = tracker.init_state(1, features.num_frames)
-        tracker.track_frame(state, features.frame(0), 0, mask_prompt=masks[:1])
-        for t in range(1, last):
-            tracker.track_frame(state, features.frame(t), t)
-        return tracker.track_frame(state, features.frame(last), last, concept=concept, update_memory=False)
+        return target_outputs(self.tracker, images, batch, concept, self.config.mode)
 
     # --- input checks ---------------------------------------------------------------------
 
@@ -316,63 +226,3 @@ class SeCModel(nn.Module):
 def _check_size(name: str, images: torch.Tensor, size: int) -> None:
     if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[-2:]) != (size, size):
         raise ValueError(f"{name} must be [N, 3, {size}, {size}] for this model, got {list(images.shape)}")
-
-
-def _build_lvlm(source: str) -> tuple[InternVLForConditionalGeneration, PreTrainedTokenizerBase | None]:
-    if source == "toy":
-        return build_toy_lvlm()
-    if source == "real":
-        return build_real_lvlm_meta(), None
-    return load_lvlm(source)
-
-
-def _from_init(cfg: ModelConfig) -> SeCModel:
-    """Rebuilds from `cfg.init`: a model directory, or a trainable checkpoint over its base."""
-    init = Path(cfg.init)
-    if (init / TRAINABLE_FILE).is_file():
-        saved = load_model_config(init)
-        base_cfg = dataclasses.replace(
-            cfg,
-            lvlm=saved.lvlm,
-            sam2=saved.sam2,
-            init=saved.init,
-            num_maskmem=cfg.num_maskmem or saved.num_maskmem,
-        )
-        model = build_sec_model(base_cfg)
-        load_trainable(model, init)
-        model.config = cfg
-        return model
-    lvlm, tokenizer, sam2, parts = read_model_dir(init)
-    if cfg.num_maskmem is not None and cfg.num_maskmem != sam2.num_maskmem:
-        set_num_maskmem(sam2, cfg.num_maskmem)
-    model = SeCModel(cfg, lvlm, tokenizer, sam2)
-    expected = {k for k in model.state_dict() if k.split(".")[0] in SEC_PARTS}
-    if set(parts) != expected:
-        differing = sorted(set(parts) ^ expected)[:10]
-        raise ValueError(f"{init / PARTS_FILE} does not hold exactly the SeC parts: differs in {differing}")
-    model.load_state_dict(parts, strict=False)
-    return model
-
-
-def build_sec_model(cfg: ModelConfig) -> SeCModel:
-    """Builds SeC from a `ModelConfig`, in eval mode (the trainer switches to train).
-
-    Args:
-        cfg (`ModelConfig`): `cfg.init` (a model directory from `save_model_dir`, or a trainable
-            checkpoint from `save_trainable`) wins over `cfg.lvlm` / `cfg.sam2`, each of which is
-            "toy" (random, toy sizes), "real" (real sizes on the meta device, shapes only) or a
-            local HF-format directory. `cfg.num_maskmem`, when set, resizes SAM 2's memory bank.
-
-    Returns:
-        `SeCModel`, deterministic for random parts (seed 0); the trainable policy is applied
-        separately (`apply_trainable`).
-    """
-    if cfg.init is not None:
-        return _from_init(cfg).eval()
-    # Seeded so a toy base (and fresh text_hidden_fcs) is the same in every process and run: a
-    # trainable checkpoint over "toy" reloads exactly. The caller's RNG state is left untouched.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        lvlm, tokenizer = _build_lvlm(cfg.lvlm)
-        sam2 = build_sam2(cfg.sam2, cfg.num_maskmem)
-        return SeCModel(cfg, lvlm, tokenizer, sam2).eval()

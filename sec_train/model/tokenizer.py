@@ -12,14 +12,18 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-IM_START = "<|im_start|>"
-IM_END = "<|im_end|>"
-END_OF_TEXT = "<|endoftext|>"
-IMG_START = "<img>"
-IMG_END = "</img>"
-IMG_CONTEXT = "<IMG_CONTEXT>"
-SEG_TOKEN = "[SEG]"
-SPECIAL_TOKENS = [END_OF_TEXT, IM_START, IM_END, IMG_START, IMG_END, IMG_CONTEXT, SEG_TOKEN]
+from sec_train.tokens import (
+    ANSWERS,
+    END_OF_TEXT,
+    IM_END,
+    IM_START,
+    IMG_CONTEXT,
+    IMG_END,
+    IMG_START,
+    QUESTIONS,
+    SEG_TOKEN,
+    SPECIAL_TOKENS,
+)
 
 # Qwen's chat template, as InternVL 2.5 uses it.
 CHAT_TEMPLATE = (
@@ -29,7 +33,7 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-# What the toy corpus adds to the stage-2 prompts (sec_train/data/prompts.py) it is trained on.
+# What the toy corpus adds to the stage-2 questions and answers (sec_train/tokens.py) it trains on.
 _TOY_CORPUS_EXTRA = [
     "system user assistant You are a helpful assistant that segments objects in videos.",
     "Frame1: Frame2: Frame3: Frame4: Frame5: Frame6: Frame7: Frame8:",
@@ -50,8 +54,6 @@ def build_toy_tokenizer() -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    from sec_train.data.prompts import ANSWERS, QUESTIONS  # prompts build on this module
-
     tok.train_from_iterator([*QUESTIONS, *ANSWERS, *_TOY_CORPUS_EXTRA], trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,

@@ -15,8 +15,13 @@ Usage, frame by frame (inference) or per clip (training, `track_clip`):
     out0 = tracker.track_frame(state, feats.frame(0), 0, mask_prompt=gt0)   # [N, S, S]
     out1 = tracker.track_frame(state, feats.frame(1), 1, concept=concept)   # [N, 256]
 
-Frames are tracked in increasing `frame_idx` order; state older than the memory and pointer
-horizons is dropped as tracking moves on.
+Frames are tracked in increasing `frame_idx` order; state no later frame can read is dropped as
+tracking moves on.
+
+Which earlier frames a frame reads is `memory_selection`: "recent" is plain SAM 2 (the last
+`num_maskmem - 1` frames, slots and pointer distances by frame offset); "reliable" is the released
+SeC predictor's override of `_prepare_memory_conditioned_features`
+(OpenIXCLab/SeC `inference/sam2_video_predictor.py:70-247`, see `Sam2Tracker`).
 """
 
 from __future__ import annotations
@@ -30,10 +35,15 @@ from torch import nn
 from transformers import Sam2VideoModel
 from transformers.models.sam2_video.modeling_sam2_video import NO_OBJ_SCORE, get_1d_sine_pe
 
+from sec_train.model.config import MemorySelection
 from sec_train.model.token_attn import concept_condition
 
 # Mask-as-output logits: +10 inside, -10 outside (sigmoid(-10) = 4.5e-5), as SAM 2 does.
-_MASK_OUT_SCALE, _MASK_OUT_BIAS = 20.0, -10.0
+MASK_OUT_SCALE, MASK_OUT_BIAS = 20.0, -10.0
+
+# SeC's predictor: a frame is reliable when its best predicted IoU exceeds this (`iou_thre`) and
+# its object-score logit exceeds 0.
+RELIABLE_IOU = 0.3
 
 
 @dataclass
@@ -70,6 +80,17 @@ class FrameMemory:
     features: torch.Tensor  # [HW, N, 64] memory-encoder features
     pos: torch.Tensor  # [HW, N, 64] their spatial position encoding
     object_pointer: torch.Tensor  # [N, C]
+    reliable: list[bool] | None = None  # per object; kept under memory_selection="reliable"
+
+
+@dataclass
+class _MemoryPlan:
+    """The non-conditioning frames one object reads: `(temporal slot, frame)` pairs for the
+    memory bank (slot k takes `memory_temporal_positional_encoding[k - 1]`) and `(distance,
+    frame)` pairs for object pointers."""
+
+    memory: list[tuple[int, int]]
+    pointers: list[tuple[int, int]]
 
 
 @dataclass
@@ -77,11 +98,13 @@ class TrackState:
     """Per-video tracking state: conditioning frames are kept, the others roll off.
 
     `num_frames` is the clip length when known (it bounds the object-pointer window as in SAM 2's
-    offline mode), None when streaming.
+    offline mode), None when streaming. `memory_selection` is which earlier frames tracking reads
+    (see `Sam2Tracker`).
     """
 
     num_objects: int
     num_frames: int | None = None
+    memory_selection: MemorySelection = "recent"
     cond: dict[int, FrameMemory] = field(default_factory=dict)
     non_cond: dict[int, FrameMemory] = field(default_factory=dict)
 
@@ -104,6 +127,11 @@ class FrameOutput:
     from_mask: bool = False  # True where the frame's output is a given mask
 
 
+def _check_selection(memory_selection: str) -> None:
+    if memory_selection not in ("recent", "reliable"):
+        raise ValueError(f"memory_selection must be 'recent' or 'reliable', got {memory_selection!r}")
+
+
 class Sam2Tracker:
     """SAM 2 tracking with memory bank, object pointers and optional concept fusion.
 
@@ -120,6 +148,17 @@ class Sam2Tracker:
             Which output token makes the object pointer of a given mask. Meta's SAM 2 (which the
             SAM 2.1 and SeC weights were trained with) uses the single-mask token; transformers'
             video inference uses the best of the 3 multimask tokens (True).
+        memory_selection (`str`, *optional*, defaults to `"recent"`):
+            The states' default (`init_state` may choose per state): which earlier
+            non-conditioning frames a tracked frame reads. "recent": SAM 2's last `num_maskmem - 1`
+            frames, temporal slot and pointer distance = frame offset (SAM 2's and SeC's trainers,
+            transformers). "reliable": SeC's released predictor, per object: the most recent
+            frames whose best predicted IoU > 0.3 and object-score logit > 0 (at most
+            `max(max_object_pointers_in_encoder, num_maskmem) - 1`, bounded by the clip length),
+            plus the previous frame always; the last `num_maskmem - 1` of that list fill the
+            memory slots by rank (the latest takes slot 1), and the object pointers come from the
+            same list, distance = rank, at most `max_object_pointers_in_encoder - 1` and never the
+            list's oldest entry (the official loop stops one short).
     """
 
     def __init__(
@@ -128,11 +167,14 @@ class Sam2Tracker:
         token_attn: nn.Module | None = None,
         memory_dtype: torch.dtype | None = None,
         mask_pointer_multimask: bool = False,
+        memory_selection: MemorySelection = "recent",
     ):
+        _check_selection(memory_selection)
         self.sam2 = sam2
         self.token_attn = token_attn
         self.memory_dtype = memory_dtype
         self.mask_pointer_multimask = mask_pointer_multimask
+        self.memory_selection = memory_selection
         self.config = sam2.config
 
     @property
@@ -148,9 +190,14 @@ class Sam2Tracker:
             image_pe=self.sam2.get_image_wide_positional_embeddings().to(images.dtype),
         )
 
-    def init_state(self, num_objects: int, num_frames: int | None = None) -> TrackState:
-        """An empty tracking state for `num_objects` objects of a clip of `num_frames` frames."""
-        return TrackState(num_objects=num_objects, num_frames=num_frames)
+    def init_state(
+        self, num_objects: int, num_frames: int | None = None, memory_selection: MemorySelection | None = None
+    ) -> TrackState:
+        """An empty tracking state for `num_objects` objects of a clip of `num_frames` frames,
+        reading memory by `memory_selection` (None: the tracker's)."""
+        selection = memory_selection or self.memory_selection
+        _check_selection(selection)
+        return TrackState(num_objects=num_objects, num_frames=num_frames, memory_selection=selection)
 
     def track_frame(
         self,
@@ -206,6 +253,8 @@ class Sam2Tracker:
             out = self._sam_heads(pix_feat, high_res, features.image_pe, self._tracking_multimask())
         if update_memory and self.sam2.num_maskmem > 0:
             memory = self._encode_memory(top, out)
+            if state.memory_selection == "reliable":
+                memory.reliable = self._reliable(out)
             bank = state.cond if mask_prompt is not None else state.non_cond
             bank[frame_idx] = memory
             self._forget(state, frame_idx)
@@ -280,15 +329,41 @@ class Sam2Tracker:
     def _memory_conditioned(
         self, state: TrackState, frame_idx: int, top: torch.Tensor, top_pos: torch.Tensor
     ) -> torch.Tensor:
-        """Cross-attends the frame to the memory bank and object pointers (SAM 2's rule)."""
+        """Cross-attends the frame to the memory bank and object pointers (SAM 2's rule), each
+        object reading the frames `memory_selection` picks for it."""
         if self.sam2.num_maskmem == 0:
             return self._to_map(top)
         if not state.cond:
             raise ValueError(
                 f"frame {frame_idx}: tracking from memory needs a mask_prompt on an earlier frame"
             )
-        memory, memory_pos = self._spatial_memory(state, frame_idx)
-        pointers, pointer_pos = self._object_pointers(state, frame_idx)
+        if state.memory_selection == "recent":
+            return self._attend(state, frame_idx, top, top_pos, self._recent_plan(state, frame_idx), None)
+        # Objects whose reliable frames differ read different memories: one attention call per plan.
+        groups: dict[tuple, tuple[_MemoryPlan, list[int]]] = {}
+        for n in range(state.num_objects):
+            plan = self._reliable_plan(state, frame_idx, n)
+            groups.setdefault((tuple(plan.memory), tuple(plan.pointers)), (plan, []))[1].append(n)
+        if len(groups) == 1:
+            ((plan, _),) = groups.values()
+            return self._attend(state, frame_idx, top, top_pos, plan, None)
+        out = top.new_empty(state.num_objects, top.shape[-1], *self.sam2.backbone_feature_sizes[-1])
+        for plan, objects in groups.values():
+            out[objects] = self._attend(state, frame_idx, top[:, objects], top_pos, plan, objects)
+        return out
+
+    def _attend(
+        self,
+        state: TrackState,
+        frame_idx: int,
+        top: torch.Tensor,
+        top_pos: torch.Tensor,
+        plan: _MemoryPlan,
+        objects: list[int] | None,
+    ) -> torch.Tensor:
+        """Memory attention of `objects` (None: all) over the conditioning frames and `plan`."""
+        memory, memory_pos = self._spatial_memory(state, frame_idx, plan, objects)
+        pointers, pointer_pos = self._object_pointers(state, frame_idx, plan, objects)
         num_pointer_tokens = pointers.shape[0]
         memory = torch.cat(memory + [pointers], dim=0).to(top.dtype)
         memory_pos = torch.cat(memory_pos + [pointer_pos], dim=0).to(top.dtype)
@@ -301,43 +376,77 @@ class Sam2Tracker:
         )
         return self._to_map(out[0].transpose(0, 1))
 
+    def _max_pointers(self, state: TrackState) -> int:
+        """SAM 2's pointer window: `max_object_pointers_in_encoder`, at most the clip length."""
+        max_pointers = self.config.max_object_pointers_in_encoder
+        return max_pointers if state.num_frames is None else min(state.num_frames, max_pointers)
+
+    def _recent_plan(self, state: TrackState, frame_idx: int) -> _MemoryPlan:
+        """SAM 2: the last `num_maskmem - 1` frames and `max_pointers - 1` pointers, by offset."""
+        return _MemoryPlan(
+            memory=[(offset, frame_idx - offset) for offset in range(self.sam2.num_maskmem - 1, 0, -1)],
+            pointers=[
+                (offset, frame_idx - offset)
+                for offset in range(1, self._max_pointers(state))
+                if frame_idx - offset >= 0
+            ],
+        )
+
+    def _reliable_horizon(self, state: TrackState) -> int:
+        """How many reliable frames SeC's predictor lists at most (`max_obj_ptrs_in_encoder - 1`
+        in its code, after it raised that to `max(max_obj_ptrs_in_encoder, num_maskmem)`)."""
+        horizon = max(self.config.max_object_pointers_in_encoder, self.sam2.num_maskmem)
+        return (horizon if state.num_frames is None else min(state.num_frames, horizon)) - 1
+
+    def _reliable_plan(self, state: TrackState, frame_idx: int, obj: int) -> _MemoryPlan:
+        """SeC's predictor for object `obj`: recent reliable frames plus the previous one, by rank."""
+        past = sorted((t for t in state.non_cond if t < frame_idx), reverse=True)
+        ranked = sorted([t for t in past if state.non_cond[t].reliable[obj]][: self._reliable_horizon(state)])
+        if frame_idx - 1 in state.non_cond and frame_idx - 1 not in ranked:
+            ranked.append(frame_idx - 1)
+        num_memory = min(self.sam2.num_maskmem - 1, len(ranked))
+        num_pointers = min(self._max_pointers(state) - 1, len(ranked) - 1)
+        return _MemoryPlan(
+            memory=[(rank, ranked[-rank]) for rank in range(num_memory, 0, -1)],
+            pointers=[(rank, ranked[-rank]) for rank in range(1, num_pointers + 1)],
+        )
+
     def _spatial_memory(
-        self, state: TrackState, frame_idx: int
+        self, state: TrackState, frame_idx: int, plan: _MemoryPlan, objects: list[int] | None
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Memory features and positions: selected conditioning frames, then the last frames."""
+        """Memory features and positions: selected conditioning frames, then the plan's frames."""
         selected, unselected = self.sam2._select_closest_cond_frames(
             frame_idx, state.cond, max_cond_frame_num=self.config.max_cond_frame_num
         )
         entries = [(0, m) for m in selected.values()]
-        for offset in range(self.sam2.num_maskmem - 1, 0, -1):
-            prev = state.non_cond.get(frame_idx - offset, unselected.get(frame_idx - offset))
+        for slot, t in plan.memory:
+            prev = state.non_cond.get(t, unselected.get(t))
             if prev is not None:
-                entries.append((offset, prev))
+                entries.append((slot, prev))
         tpos = self.sam2.memory_temporal_positional_encoding
-        # offset 0 (conditioning frames) takes the last slot: index -1, as transformers does.
-        features = [m.features for _, m in entries]
-        positions = [m.pos + tpos[offset - 1] for offset, m in entries]
+        pick = slice(None) if objects is None else objects
+        # slot 0 (conditioning frames) takes the last encoding: index -1, as transformers does.
+        features = [m.features[:, pick] for _, m in entries]
+        positions = [m.pos[:, pick] + tpos[slot - 1] for slot, m in entries]
         return features, positions
 
-    def _object_pointers(self, state: TrackState, frame_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Object pointers [P * C/64, N, 64] of conditioning and recent frames, with temporal PE."""
-        n = state.num_objects
-        max_pointers = self.config.max_object_pointers_in_encoder
-        if state.num_frames is not None:
-            max_pointers = min(state.num_frames, max_pointers)
+    def _object_pointers(
+        self, state: TrackState, frame_idx: int, plan: _MemoryPlan, objects: list[int] | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Object pointers [P * C/64, n, 64] of conditioning and planned frames, with temporal PE."""
+        pick = slice(None) if objects is None else objects
+        n = state.num_objects if objects is None else len(objects)
+        max_pointers = self._max_pointers(state)
         # At evaluation SAM 2 only uses conditioning frames from the past.
         offsets, tokens = [], []
         for t, m in state.cond.items():
             if self.sam2.training or t <= frame_idx:
                 offsets.append(frame_idx - t)
-                tokens.append(m.object_pointer)
-        for offset in range(1, max_pointers):
-            prev = frame_idx - offset
-            if prev < 0:
-                break
-            if prev in state.non_cond:
-                offsets.append(offset)
-                tokens.append(state.non_cond[prev].object_pointer)
+                tokens.append(m.object_pointer[pick])
+        for distance, t in plan.pointers:
+            if t in state.non_cond:
+                offsets.append(distance)
+                tokens.append(state.non_cond[t].object_pointer[pick])
         if not tokens:  # only future conditioning frames, at evaluation
             empty = self.sam2.no_object_pointer.new_zeros(0, n, self.sam2.mem_dim)
             return empty, empty
@@ -402,7 +511,8 @@ class Sam2Tracker:
         )
         # Masks feeding memory make a hard object / no-object choice, as SAM 2 does.
         appearing = object_score_logits > 0
-        low_res = torch.where(appearing[:, :, None, None], low_res, NO_OBJ_SCORE)
+        # float32 logits from here, as SAM 2 keeps them for the loss under bf16 autocast
+        low_res = torch.where(appearing[:, :, None, None], low_res, NO_OBJ_SCORE).float()
         high_res_multi = self._upsample(low_res)
         best = ious.argmax(dim=-1) if multimask else torch.zeros(n, dtype=torch.long, device=ious.device)
         token = tokens.gather(1, best.view(n, 1, 1).expand(-1, 1, tokens.shape[-1]))[:, 0]
@@ -423,19 +533,20 @@ class Sam2Tracker:
     ) -> FrameOutput:
         """Takes a given mask [N, S, S] as the frame's output; the decoder only makes the pointer."""
         dtype, size = pix_feat.dtype, self.image_size
-        mask = mask.to(dtype).unsqueeze(1)
+        mask = mask.float().unsqueeze(1)
         if mask.shape[-2:] != (size, size):
-            mask = F.interpolate(mask.float(), size=(size, size), mode="bilinear", antialias=True).to(dtype)
-        high = mask * _MASK_OUT_SCALE + _MASK_OUT_BIAS
+            mask = F.interpolate(mask, size=(size, size), mode="bilinear", antialias=True)
+        # float32 logits, as SAM 2's `_use_mask_as_output`
+        high = mask * MASK_OUT_SCALE + MASK_OUT_BIAS
         low = F.interpolate(
-            high.float(), size=self.sam2.prompt_encoder.mask_input_size, mode="bilinear", antialias=True
-        ).to(dtype)
+            high, size=self.sam2.prompt_encoder.mask_input_size, mode="bilinear", antialias=True
+        )
         head = self._sam_heads(
             pix_feat,
             high_res,
             image_pe,
             self.mask_pointer_multimask,
-            mask_inputs=self.sam2.mask_downsample(mask),
+            mask_inputs=self.sam2.mask_downsample(mask.to(dtype)),
         )
         appearing = (mask.flatten(1) > 0).any(dim=1, keepdim=True)
         pointer = self._gate_pointer(head.object_pointer, appearing)
@@ -443,7 +554,7 @@ class Sam2Tracker:
             multimask_logits=low,
             high_res_multimasks=high,
             ious=torch.ones(mask.shape[0], 1, dtype=dtype, device=mask.device),
-            object_score_logits=appearing.to(dtype) * _MASK_OUT_SCALE + _MASK_OUT_BIAS,
+            object_score_logits=appearing.to(dtype) * MASK_OUT_SCALE + MASK_OUT_BIAS,
             mask_logits=low,
             high_res_masks=high,
             object_pointer=pointer,
@@ -456,10 +567,9 @@ class Sam2Tracker:
         return gate * pointer + (1 - gate) * self.sam2.no_object_pointer
 
     def _upsample(self, low_res: torch.Tensor) -> torch.Tensor:
+        """Low-res logits -> float32 logits at the image size."""
         size = (self.image_size, self.image_size)
-        return F.interpolate(low_res.float(), size=size, mode="bilinear", align_corners=False).to(
-            low_res.dtype
-        )
+        return F.interpolate(low_res.float(), size=size, mode="bilinear", align_corners=False)
 
     # --- memory ---------------------------------------------------------------------------
 
@@ -474,7 +584,7 @@ class Sam2Tracker:
         # At inference a given mask is binarised; otherwise probabilities feed the encoder.
         probs = (masks > 0).to(masks.dtype) if out.from_mask and not sam2.training else torch.sigmoid(masks)
         probs = probs * self.config.sigmoid_scale_for_mem_enc + self.config.sigmoid_bias_for_mem_enc
-        features, pos = sam2.memory_encoder(self._to_map(top), probs)
+        features, pos = sam2.memory_encoder(self._to_map(top), probs.to(top.dtype))
         if sam2.occlusion_spatial_embedding_parameter is not None:
             absent = (out.object_score_logits <= 0).to(features.dtype)
             features = (
@@ -485,14 +595,30 @@ class Sam2Tracker:
             features = features.to(self.memory_dtype)
         return FrameMemory(
             features=features.flatten(2).permute(2, 0, 1),
-            pos=pos.to(masks.dtype).flatten(2).permute(2, 0, 1),
+            pos=pos.to(top.dtype).flatten(2).permute(2, 0, 1),
             object_pointer=out.object_pointer,
         )
 
+    def _reliable(self, out: FrameOutput) -> list[bool]:
+        """Per object: best predicted IoU > 0.3 and object-score logit > 0 (SeC's predictor)."""
+        # compared in float64, as the official `.item() > 0.3` does: float32(0.3) counts as reliable
+        best_iou = out.ious.detach().amax(dim=-1).double()
+        return ((best_iou > RELIABLE_IOU) & (out.object_score_logits[:, 0].detach() > 0)).tolist()
+
     def _forget(self, state: TrackState, frame_idx: int) -> None:
-        """Drops non-conditioning frames no later frame can reach (memory or pointer window)."""
-        horizon = max(self.sam2.num_maskmem, self.config.max_object_pointers_in_encoder)
-        for t in [t for t in state.non_cond if t <= frame_idx - horizon]:
+        """Drops non-conditioning frames no later frame can reach: outside the memory and pointer
+        window ("recent"); neither this frame nor among any object's latest listed reliable ones
+        ("reliable")."""
+        if state.memory_selection == "recent":
+            horizon = max(self.sam2.num_maskmem, self.config.max_object_pointers_in_encoder)
+            keep = {t for t in state.non_cond if t > frame_idx - horizon}
+        else:
+            newest_first = sorted(state.non_cond, reverse=True)
+            keep = {frame_idx}
+            for obj in range(state.num_objects):
+                reliable = [t for t in newest_first if state.non_cond[t].reliable[obj]]
+                keep.update(reliable[: self._reliable_horizon(state)])
+        for t in [t for t in state.non_cond if t not in keep]:
             del state.non_cond[t]
 
     def _to_map(self, flat: torch.Tensor, level: int = -1) -> torch.Tensor:

@@ -13,8 +13,9 @@ Model directory (full and standalone; LoRA merged into the LLM)::
     DIR/sam2/                    Sam2VideoModel.save_pretrained
     DIR/sec_parts.safetensors    text_hidden_fcs.*, token_attn.*
 
-The functions take a `SeCModel` (attributes `config`, `lvlm`, `sam2`, `tokenizer`,
-`text_hidden_fcs`, `token_attn`, `lora_config`); `build_sec_model` assembles one from `read_model_dir`.
+File I/O only: the savers take a `SeCModel` (attributes `config`, `lvlm`, `sam2`, `tokenizer`,
+`text_hidden_fcs`, `token_attn`, `lora_config`); the readers return tensors and configs, which
+`sec_train.model.build` puts into a model.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import InternVLForConditionalGeneration, PreTrainedTokenizerBase, Sam2VideoModel
 
-from sec_train.model.config import LoraConfig, LossConfig, ModelConfig, TrainableConfig
+from sec_train.model.config import ModelConfig
 from sec_train.model.lvlm import load_lvlm
-from sec_train.model.trainable import ADAPTER_NAME, inject_lora
+from sec_train.model.trainable import ADAPTER_NAME
+from sec_train.schema import ConfigError, from_dict
 
 CONFIG_FILE = "sec_config.json"
 TRAINABLE_FILE = "trainable.safetensors"
@@ -51,18 +53,20 @@ def save_model_config(cfg: ModelConfig, directory: str | Path) -> None:
 
 
 def load_model_config(directory: str | Path) -> ModelConfig:
-    """Reads `DIR/sec_config.json` back into a `ModelConfig` (unknown keys are an error)."""
+    """Reads `DIR/sec_config.json` back into a `ModelConfig`, through the same checks as a recipe.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ConfigError: it is not JSON, or has an unknown key or a bad value (named with the file).
+    """
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{directory} is not a SeC directory: {CONFIG_FILE} is missing")
-    raw = json.loads(path.read_text())
     try:
-        trainable = raw.pop("trainable", {})
-        lora = LoraConfig(**trainable.pop("lora", {}))
-        loss = LossConfig(**raw.pop("loss", {}))
-        return ModelConfig(**raw, trainable=TrainableConfig(lora=lora, **trainable), loss=loss)
-    except TypeError as err:
-        raise ValueError(f"{path}: {err}") from err
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not JSON: {err}") from err
+    return from_dict(ModelConfig, raw, str(path))
 
 
 def _cpu_contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -102,45 +106,25 @@ def save_trainable(model: nn.Module, directory: str | Path) -> None:
         )
 
 
-def load_adapter(model: nn.Module, adapter_dir: Path) -> None:
-    """Loads a saved adapter into `model.lvlm`, injecting LoRA from its config if it has none."""
-    if model.lora_config is None:
-        inject_lora(model, PeftLoraConfig.from_pretrained(str(adapter_dir)))
+def read_adapter(adapter_dir: Path) -> tuple[PeftLoraConfig, dict[str, torch.Tensor]]:
+    """A saved adapter's peft config and tensors, the tensors under the live model's names
+    ("...lora_A.default.weight")."""
     state = {
         re.sub(r"\.(lora_[AB])\.", rf".\1.{ADAPTER_NAME}.", name.removeprefix(ADAPTER_PREFIX)): t
         for name, t in load_file(str(adapter_dir / ADAPTER_WEIGHTS)).items()
     }
-    expected = {name for name in model.lvlm.state_dict() if ".lora_" in name}
-    if set(state) != expected:
-        differing = sorted(set(state) ^ expected)[:5]
-        raise ValueError(f"{adapter_dir}: the adapter does not fit the model's LoRA layers: {differing}")
-    model.lvlm.load_state_dict(state, strict=False)
+    return PeftLoraConfig.from_pretrained(str(adapter_dir)), state
 
 
-def load_trainable(model: nn.Module, directory: str | Path) -> None:
-    """Loads a trainable-only checkpoint on top of `model` (built from the base the config names).
-
-    Args:
-        model (`SeCModel`): changed in place. LoRA is injected from `adapter/adapter_config.json`
-            when the model has none yet.
-        directory (`str` or `Path`): written by `save_trainable`.
-    """
+def read_trainable(directory: str | Path) -> tuple[dict[str, torch.Tensor], Path | None]:
+    """A trainable checkpoint's non-LoRA tensors (SeCModel names) and its adapter directory
+    (None when it has no LoRA)."""
     directory = Path(directory)
     path = directory / TRAINABLE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{directory} is not a trainable checkpoint: {TRAINABLE_FILE} is missing")
-    if (directory / ADAPTER_DIR).is_dir():
-        load_adapter(model, directory / ADAPTER_DIR)
-    state = load_file(str(path))
-    result = model.load_state_dict(state, strict=False)
-    if result.unexpected_keys:
-        raise ValueError(f"{path}: parameters not in the model: {result.unexpected_keys[:10]}")
-    # token_attn starts as a copy of the memory attention: a checkpoint that trained the memory
-    # attention but not token_attn (stage 1) hands its trained copy on to the next stage.
-    if any(k.startswith("sam2.memory_attention.") for k in state) and not any(
-        k.startswith("token_attn.") for k in state
-    ):
-        model.token_attn.load_state_dict(model.sam2.memory_attention.state_dict())
+    adapter = directory / ADAPTER_DIR
+    return load_file(str(path)), adapter if adapter.is_dir() else None
 
 
 def merged_lvlm_state_dict(lvlm: nn.Module) -> dict[str, torch.Tensor]:

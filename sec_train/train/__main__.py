@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from sec_train.train.config import ConfigError, load_config
@@ -22,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"sec-train train: {err}", file=sys.stderr)
         return 2
+    # sec_train's own INFO lines (e.g. where token_attn's weights came from); other libraries' stay quiet
+    logging.basicConfig(format="%(name)s: %(message)s")
+    logging.getLogger("sec_train").setLevel(logging.INFO)
     # imported after the config check so a typo fails fast, before torch and the model load
     from sec_train.train.loop import NonFiniteLossError, Trainer
 

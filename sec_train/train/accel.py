@@ -1,5 +1,11 @@
 """The `Accelerator` of a run: process group, precision, and DeepSpeed with "auto" values filled.
 
+Precision is one of three (`resolve_precision`): "bf16" gives DeepSpeed (or accelerate) bf16 weights,
+as SeC's stage 2 runs (`training/sec/deepspeed_zero2_sam2.json`); "fp32_autocast_bf16" keeps fp32
+weights, gradients and optimizer under DeepSpeed and runs the forward under bf16 autocast
+(`forward_autocast`), as SAM 2's trainer runs SeC's stage 1 (`amp.amp_dtype: bfloat16` in
+`sec_sam2.1_hiera_l_finetune_maskmem22.yaml`); "fp32" is plain fp32.
+
 DeepSpeed runs when the recipe's `deepspeed` names a JSON file, or when `accelerate launch` runs
 DeepSpeed (its `deepspeed_config_file`, else `configs/deepspeed/zero{N}.json` for `--zero_stage N`);
 the recipe wins. Its "auto" values come from the
@@ -8,6 +14,7 @@ recipe (batch size, accumulation, clipping, precision) and the model (bucket siz
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -29,11 +36,29 @@ def init_process_group() -> PartialState:
     return PartialState(backend="gloo") if distributed and not torch.cuda.is_available() else PartialState()
 
 
+def resolve_precision(cfg: TrainConfig, cuda: bool | None = None) -> str:
+    """The recipe's precision with "auto" resolved: on CUDA, "fp32_autocast_bf16" for stage 1
+    (SAM 2's trainer) and "bf16" otherwise (SeC's stage-2 DeepSpeed); "fp32" on CPU. `cuda`
+    (default: whether CUDA is here) resolves it for another machine (the memory planner)."""
+    if cfg.precision != "auto":
+        return cfg.precision
+    if not (torch.cuda.is_available() if cuda is None else cuda):
+        return "fp32"
+    return "fp32_autocast_bf16" if cfg.model.mode == "stage1" else "bf16"
+
+
 def mixed_precision(cfg: TrainConfig) -> str:
-    """accelerate's precision name: bf16 on CUDA under "auto", fp32 ("no") on CPU."""
-    if cfg.precision == "auto":
-        return "bf16" if torch.cuda.is_available() else "no"
-    return "bf16" if cfg.precision == "bf16" else "no"
+    """accelerate's precision name: "bf16" for bf16 weights, else "no" (the trainer itself runs
+    fp32-weight autocast, which DeepSpeed would otherwise turn into bf16 weights)."""
+    return "bf16" if resolve_precision(cfg) == "bf16" else "no"
+
+
+def forward_autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """The context the training forward runs in: bf16 autocast for "fp32_autocast_bf16", else
+    nothing (bf16 weights compute in bf16 by themselves)."""
+    if resolve_precision(cfg) == "fp32_autocast_bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _hidden_size(model: torch.nn.Module) -> int:

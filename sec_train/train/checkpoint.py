@@ -1,19 +1,20 @@
-"""Atomic training checkpoints with a `latest` pointer, and finding one to resume from.
+"""Atomic training checkpoints with a `latest` pointer (layout: `sec_train.checkpoint_layout`).
 
-Layout under `OUT/checkpoints/`::
+One checkpoint::
 
-    step-00000200/             one complete checkpoint
+    step-00000200/
         (accelerate save_state) model / DeepSpeed shards, optimizer, scheduler, RNG per process
         trainable.safetensors  \
         adapter/                > the trainable-only checkpoint (`sec_train.model.weights`),
-        sec_config.json        /  usable as `init_from=` or `model.init=`
-        loader_rank{R}.pt      the data loader position of each process
+        sec_config.json        /  usable as `model.init=`
+        {name}_rank{R}.json    `state_dict()` of each state the trainer passes (train counters,
+                               loader position, RNG), one file per process
         config.yaml            the resolved run config
-        meta.json              step and counters; written last
-    latest                     the name of the newest complete checkpoint
+        meta.json              step and process count; written last
 
 A checkpoint is written into `.tmp-step-*`, fsynced, then renamed; `latest` moves after the
-rename, so a crash at any point leaves the previous checkpoint as `latest`.
+rename, so a crash at any point leaves the previous checkpoint as `latest`. The states are JSON,
+never pickle: loading a checkpoint cannot run code hidden in it.
 """
 
 from __future__ import annotations
@@ -21,25 +22,29 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 
+from sec_train.checkpoint_layout import LATEST, META, checkpoint_root, complete_checkpoints
 from sec_train.model.weights import save_trainable
 
-CHECKPOINTS = "checkpoints"
-LATEST = "latest"
-META = "meta.json"
-_STEP_DIR = re.compile(r"step-(\d+)$")
+
+class Stateful(Protocol):
+    """What a checkpoint stores besides weights and optimizer: a JSON-serialisable state."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-def checkpoint_root(out_dir: str | Path) -> Path:
-    return Path(out_dir) / CHECKPOINTS
+def state_file(name: str, rank: int) -> str:
+    """The file holding state `name` of process `rank`."""
+    return f"{name}_rank{rank}.json"
 
 
 def _uses_deepspeed(accelerator: Accelerator) -> bool:
@@ -64,8 +69,7 @@ def save_checkpoint(
     out_dir: str | Path,
     step: int,
     *,
-    meta: dict[str, Any],
-    loader_state: dict[str, Any],
+    states: dict[str, Stateful],
     config_yaml: str,
     keep_last: int,
 ) -> Path:
@@ -76,8 +80,8 @@ def save_checkpoint(
         model (`SeCModel`): the unwrapped model, for the trainable-only files.
         out_dir (`str` or `Path`): the run directory.
         step (`int`): the optimizer step just completed.
-        meta (`dict`): counters to restore (JSON-serialisable); "step" is added.
-        loader_state (`dict`): this process's `Loader.state_dict()`.
+        states (`dict[str, Stateful]`): this process's states by name, e.g. {"train_state":
+            trainer, "loader": loader, "rng": RNGState()}; each is written as JSON.
         config_yaml (`str`): the resolved config.
         keep_last (`int`): complete checkpoints to keep; older ones are deleted.
 
@@ -95,13 +99,16 @@ def save_checkpoint(
     # frozen weights come from the base model on resume; only trained ones are worth writing
     extra = {"exclude_frozen_parameters": True} if _uses_deepspeed(accelerator) else {}
     accelerator.save_state(str(tmp), **extra)
-    torch.save(loader_state, tmp / f"loader_rank{accelerator.process_index}.pt")
     with _gathered_trainable(accelerator, model):
         if accelerator.is_main_process:
             save_trainable(model, tmp)
+    # captured last, so the RNG states are the ones the run continues with
+    for name, state in states.items():
+        (tmp / state_file(name, accelerator.process_index)).write_text(json.dumps(state.state_dict()))
     if accelerator.is_main_process:
         (tmp / "config.yaml").write_text(config_yaml)
-        (tmp / META).write_text(json.dumps({**meta, "step": step}, indent=2) + "\n")
+        meta = {"step": step, "num_processes": accelerator.num_processes}
+        (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         _publish(tmp, final, keep_last)
@@ -142,49 +149,49 @@ def _publish(tmp: Path, final: Path, keep_last: int) -> None:
     os.replace(pointer, root / LATEST)
     _fsync_dir(root)
     # after resuming from an older checkpoint, newer ones of the abandoned run sort after `final`
-    for old in _complete_checkpoints(root)[:-keep_last]:
+    for old in complete_checkpoints(root)[:-keep_last]:
         if old != final:
             shutil.rmtree(old)
 
 
-def _complete_checkpoints(root: Path) -> list[Path]:
-    """Checkpoint directories holding `meta.json`, oldest first."""
-    found = [p for p in root.glob("step-*") if _STEP_DIR.match(p.name) and (p / META).is_file()]
-    return sorted(found, key=lambda p: int(_STEP_DIR.match(p.name).group(1)))
+def load_checkpoint(
+    accelerator: Accelerator, path: str | Path, states: dict[str, Stateful]
+) -> dict[str, Any]:
+    """Restores model, optimizer, scheduler and `states` from `path` on every process.
 
-
-def find_checkpoint(out_dir: str | Path) -> Path | None:
-    """The checkpoint `resume=auto` continues from: the one `latest` names if it is complete,
-    else the newest complete one; None when the run has none."""
-    root = checkpoint_root(out_dir)
-    pointer = root / LATEST
-    if pointer.is_file():
-        named = root / pointer.read_text().strip()
-        if (named / META).is_file():
-            return named
-    complete = _complete_checkpoints(root) if root.is_dir() else []
-    return complete[-1] if complete else None
-
-
-def load_checkpoint(accelerator: Accelerator, path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Restores model, optimizer, scheduler and RNG states from `path` on every process.
+    Every state file is read and parsed before anything is restored, so a missing or non-JSON
+    one changes nothing. The states are restored after accelerate's: an RNG state among them
+    wins over accelerate's copy of the generators.
 
     Returns:
-        The checkpoint's meta (with "step") and this process's loader state.
+        The checkpoint's meta ("step", "num_processes").
 
     Raises:
-        FileNotFoundError: `path` is not a complete checkpoint, or was written by fewer processes.
+        FileNotFoundError: `path` is not a complete checkpoint, or lacks a state file.
+        ValueError: it was written by another number of processes, or a state file is not JSON.
     """
     path = Path(path)
     if not (path / META).is_file():
         raise FileNotFoundError(f"{path} is not a complete checkpoint ({META} is missing)")
-    loader_file = path / f"loader_rank{accelerator.process_index}.pt"
-    if not loader_file.is_file():
-        raise FileNotFoundError(
-            f"{loader_file} is missing: the checkpoint was written by a different number of processes "
-            f"(this run has {accelerator.num_processes}); use init_from={path} to start from its weights"
+    meta = json.loads((path / META).read_text())
+    if meta.get("num_processes") != accelerator.num_processes:
+        raise ValueError(
+            f"{path} was written by {meta.get('num_processes')} processes, this run has "
+            f"{accelerator.num_processes}; use model.init={path} to start from its weights"
         )
+    saved = {name: _read_state(path / state_file(name, accelerator.process_index), path) for name in states}
     extra = {"load_module_strict": False} if _uses_deepspeed(accelerator) else {}
     accelerator.load_state(str(path), **extra)
-    meta = json.loads((path / META).read_text())
-    return meta, torch.load(loader_file, weights_only=False)
+    for name, state in states.items():
+        state.load_state_dict(saved[name])
+    return meta
+
+
+def _read_state(file: Path, checkpoint: Path) -> dict[str, Any]:
+    """A state file's contents; JSON only, so reading a crafted file cannot run code."""
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} is missing; use model.init={checkpoint} to start from its weights")
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{file} is not JSON ({err}); checkpoint states are never unpickled") from err

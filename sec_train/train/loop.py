@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from accelerate.utils import DistributedType, set_seed
 
-from sec_train.data.loader import build_loader
-from sec_train.data.shards import Loader
-from sec_train.model.sec import SeCModel, build_sec_model
-from sec_train.model.trainable import apply_trainable
-from sec_train.train.accel import init_process_group, make_accelerator
-from sec_train.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from sec_train.checkpoint_layout import find_checkpoint
+from sec_train.data.loader import Loader, build_loader
+from sec_train.model.build import build_trainable_model
+from sec_train.model.sec import SeCModel
+from sec_train.train.accel import forward_autocast, init_process_group, make_accelerator
+from sec_train.train.checkpoint import Stateful, load_checkpoint, save_checkpoint
 from sec_train.train.config import TrainConfig, to_yaml
-from sec_train.train.logging import RunLogger, Throughput, flops_per_token, peak_flops
 from sec_train.train.optim import build_optimizer, build_scheduler
+from sec_train.train.rng import RNGState
+from sec_train.train.run_log import RunLogger, Throughput, flops_per_token, peak_flops
 from sec_train.types import Batch, Stage2Batch
 
 
@@ -25,41 +25,33 @@ class NonFiniteLossError(RuntimeError):
     """Too many non-finite losses in a row: the run stops instead of training on garbage."""
 
 
-def build_model(cfg: TrainConfig) -> SeCModel:
-    """The recipe's model with its trainable policy, plus `init_from` weights, in train mode.
-
-    `init_from` becomes the model config's `init`, so the checkpoints of this run record it and
-    reload on top of it: a stage-2 checkpoint holds only what stage 2 trains, and rebuilding it
-    must bring back the stage-1 weights it started from.
-    """
-    model_cfg = cfg.model
-    if cfg.init_from is not None:
-        if model_cfg.init is not None:
-            raise ValueError(f"set init_from or model.init, not both ({cfg.init_from}, {model_cfg.init})")
-        model_cfg = dataclasses.replace(model_cfg, init=cfg.init_from)
-    model = build_sec_model(model_cfg)
-    apply_trainable(model, cfg.model.trainable)
-    return model.train()
-
-
 class Trainer:
-    """Runs a `TrainConfig`: builds model, optimizer and schedule, prepares them with accelerate.
+    """Runs a `TrainConfig`: builds model, optimizer, schedule and training loader, prepares them
+    with accelerate.
+
+    The trainer is itself a checkpoint state (`state_dict()`: the step and the non-finite-loss
+    counters), saved beside its loader's position and the RNG states.
 
     Args:
         cfg (`TrainConfig`): the run.
         model (`SeCModel`, *optional*): a prebuilt model (the step benchmark passes one); default
-            `build_model(cfg)`.
+            `build_trainable_model(cfg.model)`.
     """
 
     def __init__(self, cfg: TrainConfig, model: SeCModel | None = None):
         self.cfg = cfg
         init_process_group()
         set_seed(cfg.seed)  # every process builds the same initial weights
-        model = build_model(cfg) if model is None else model
+        model = build_trainable_model(cfg.model) if model is None else model
         self.accelerator = make_accelerator(cfg, model)
         optimizer = build_optimizer(model, cfg.optim)
         scheduler = build_scheduler(optimizer, cfg.optim, cfg.max_steps)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        # without data.train the trainer steps the batches it is given (tests, benchmarks) but cannot fit
+        self.loader: Loader | None = None
+        if cfg.data.train:
+            acc = self.accelerator
+            self.loader = build_train_loader(cfg, self.unwrapped, acc.process_index, acc.num_processes)
         self.step = 0
         self.nonfinite_total = 0
         self.nonfinite_in_row = 0
@@ -91,7 +83,8 @@ class Trainer:
         Raises:
             NonFiniteLossError: `cfg.max_nonfinite` non-finite losses in a row.
         """
-        losses = self.model(batch.to(self.accelerator.device, non_blocking=True))
+        with forward_autocast(self.cfg, self.accelerator.device):
+            losses = self.model(batch.to(self.accelerator.device, non_blocking=True))
         parts, finite = self._reduced_losses(losses)
         if not finite:
             self.nonfinite_total += 1
@@ -131,27 +124,40 @@ class Trainer:
         self.scheduler.step()
         return None if norm is None else float(norm)
 
-    def save(self, loader_state: dict) -> Path:
+    def state_dict(self) -> dict[str, int]:
+        return {
+            "step": self.step,
+            "nonfinite_total": self.nonfinite_total,
+            "nonfinite_in_row": self.nonfinite_in_row,
+        }
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.step = int(state["step"])
+        self.nonfinite_total = int(state["nonfinite_total"])
+        self.nonfinite_in_row = int(state["nonfinite_in_row"])
+
+    def checkpoint_states(self) -> dict[str, Stateful]:
+        """What a checkpoint stores besides model, optimizer and schedule, by name."""
+        states: dict[str, Stateful] = {"train_state": self, "rng": RNGState()}
+        if self.loader is not None:
+            states["loader"] = self.loader
+        return states
+
+    def save(self) -> Path:
         """Writes the checkpoint of the current step (every process calls this)."""
-        meta = {"nonfinite_total": self.nonfinite_total, "nonfinite_in_row": self.nonfinite_in_row}
         return save_checkpoint(
             self.accelerator,
             self.unwrapped,
             self.cfg.out_dir,
             self.step,
-            meta=meta,
-            loader_state=loader_state,
+            states=self.checkpoint_states(),
             config_yaml=to_yaml(self.cfg),
             keep_last=self.cfg.keep_last,
         )
 
-    def restore(self, path: str | Path) -> dict:
-        """Restores a checkpoint; returns this process's loader state."""
-        meta, loader_state = load_checkpoint(self.accelerator, path)
-        self.step = int(meta["step"])
-        self.nonfinite_total = int(meta["nonfinite_total"])
-        self.nonfinite_in_row = int(meta["nonfinite_in_row"])
-        return loader_state
+    def restore(self, path: str | Path) -> None:
+        """Restores the checkpoint at `path` (every process calls this)."""
+        load_checkpoint(self.accelerator, path, self.checkpoint_states())
 
     def resume_path(self) -> Path | None:
         """The checkpoint `cfg.resume` names ("auto": the newest under `out_dir`, if any)."""
@@ -167,7 +173,11 @@ class Trainer:
         from sec_train.eval.evaluate import evaluate_model
 
         use_concept = self.cfg.model.mode != "stage1"
-        with torch.no_grad(), self.accelerator.autocast():
+        with (
+            torch.no_grad(),
+            self.accelerator.autocast(),
+            forward_autocast(self.cfg, self.accelerator.device),
+        ):
             scores = evaluate_model(
                 self.unwrapped, self.cfg.data.val, use_concept=use_concept, max_videos=self.cfg.val_max_videos
             )
@@ -179,11 +189,12 @@ class Trainer:
         Returns:
             The metrics of the last optimizer step.
         """
-        cfg, acc = self.cfg, self.accelerator
-        loader = build_train_loader(cfg, self.unwrapped, acc.process_index, acc.num_processes)
+        cfg, acc, loader = self.cfg, self.accelerator, self.loader
+        if loader is None:
+            raise ValueError("data.train is empty: name the shard directories (data.train=[DIR,...])")
         path = self.resume_path()
         if path is not None:
-            loader.load_state_dict(self.restore(path))
+            self.restore(path)
         logger = RunLogger(cfg, acc.is_main_process, self.step)
         logger.print(f"resolved config:\n{to_yaml(cfg)}")
         if path is not None:
@@ -200,28 +211,24 @@ class Trainer:
                     continue
                 metrics = step_metrics
                 logger.step()
-                self._after_step(metrics, meter, logger, loader)
+                self._after_step(metrics, meter, logger)
         finally:
             logger.close()
         return metrics
 
-    def _after_step(
-        self, metrics: dict[str, float], meter: Throughput, logger: RunLogger, loader: Loader
-    ) -> None:
+    def _after_step(self, metrics: dict[str, float], meter: Throughput, logger: RunLogger) -> None:
         cfg, step = self.cfg, self.step
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             logger.log(step, {**metrics, **meter.rates(), "nonfinite_skipped": self.nonfinite_total})
         if cfg.val_every and cfg.data.val and step % cfg.val_every == 0:
             logger.log(step, self.validate())
         if step % cfg.save_every == 0 or step == cfg.max_steps:
-            saved = self.save(loader.state_dict())
+            saved = self.save()
             logger.print(f"step {step}: checkpoint {saved}")
 
 
 def build_train_loader(cfg: TrainConfig, model: SeCModel, rank: int = 0, world_size: int = 1) -> Loader:
     """The recipe's training loader, sized for `model`, holding this process's share of the data."""
-    if not cfg.data.train:
-        raise ValueError("data.train is empty: name the shard directories (data.train=[DIR,...])")
     return build_loader(
         cfg.data,
         mode=cfg.model.mode,

@@ -33,6 +33,7 @@ import torch
 from sec_train.data.prompts import training_prompt
 from sec_train.model.real import Depth, meta_real_model
 from sec_train.model.tokenizer import build_toy_tokenizer
+from sec_train.train.accel import resolve_precision
 from sec_train.train.config import TrainConfig, load_config
 
 GIB = 2**30
@@ -75,6 +76,8 @@ def trainable_groups(model: torch.nn.Module) -> dict[str, int]:
             key = "embeddings"
         elif parts[0] == "sam2":
             key = f"sam2.{parts[1]}"
+        elif parts[0] == "lvlm":  # e.g. the projector (lvlm.model.multi_modal_projector)
+            key = "lvlm." + ".".join(parts[1:3])
         else:
             key = parts[0]
         groups[key] += param.numel()
@@ -82,8 +85,9 @@ def trainable_groups(model: torch.nn.Module) -> dict[str, int]:
 
 
 def weight_bytes(cfg: TrainConfig) -> int:
-    """Bytes per weight on a GPU: DeepSpeed keeps bf16 weights when the recipe trains in bf16."""
-    return 4 if cfg.precision == "fp32" else 2
+    """Bytes per weight on a GPU: DeepSpeed keeps bf16 weights when the recipe trains in bf16,
+    fp32 ones otherwise (fp32, or fp32 weights under bf16 autocast)."""
+    return 2 if resolve_precision(cfg, cuda=True) == "bf16" else 4
 
 
 def parameter_counts(cfg: TrainConfig, depth: Depth) -> dict[str, int]:
@@ -176,10 +180,12 @@ def bucket_bytes(hidden: int, weight: int, zero: int) -> int:
 def state_bytes(total: int, trainable: int, weight: int, zero: int, gpus: int) -> dict[str, int]:
     """Weights, gradients and optimizer state per GPU for `total` parameters of which
     `trainable` train, `weight` bytes each (see the module docstring)."""
+    # in bf16 the optimizer keeps fp32 master weights; fp32 weights are their own master
+    optimizer = ADAM_BYTES if weight == 2 else ADAM_BYTES - 4
     return {
         "weights": total * weight // (gpus if zero == 3 else 1),
         "gradients": trainable * weight // gpus,
-        "optimizer": trainable * ADAM_BYTES // gpus,
+        "optimizer": trainable * optimizer // gpus,
     }
 
 

@@ -1,17 +1,16 @@
-"""`init_from` carries a checkpoint's weights into a new run, and the run's own checkpoints
-reload on top of it (a stage-2 checkpoint holds only what stage 2 trains)."""
+"""`model.init` carries a checkpoint's weights into a new run, and the run's own checkpoints
+reload on top of it (a stage-2 checkpoint holds only what stage 2 trains); a stage-1
+checkpoint hands its memory attention on to `token_attn`, as `model.token_attn_init` says."""
 
 import dataclasses
+import logging
 
-import pytest
 import torch
 
+from sec_train.model.build import build_sec_model, build_trainable_model
 from sec_train.model.config import ModelConfig, TrainableConfig
-from sec_train.model.sec import build_sec_model
 from sec_train.model.trainable import apply_trainable
 from sec_train.model.weights import save_trainable
-from sec_train.train.config import TrainConfig
-from sec_train.train.loop import build_model
 
 
 def _stage1_checkpoint(directory) -> dict[str, torch.Tensor]:
@@ -33,10 +32,11 @@ def _stage1_checkpoint(directory) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.sam2.memory_attention.state_dict().items()}
 
 
-def test_stage2_checkpoint_reloads_the_stage1_weights_it_started_from(tmp_path):
+def test_stage2_checkpoint_reloads_the_stage1_weights_it_started_from(tmp_path, caplog):
     stage1 = _stage1_checkpoint(tmp_path / "stage1")
-    cfg = TrainConfig(model=ModelConfig(mode="concept_only"), init_from=str(tmp_path / "stage1"))
-    model = build_model(cfg)
+    with caplog.at_level(logging.INFO, logger="sec_train.model.build"):
+        model = build_trainable_model(ModelConfig(mode="concept_only", init=str(tmp_path / "stage1")))
+    assert f"token_attn <- memory_attention from {tmp_path / 'stage1'}" in caplog.text
     assert model.config.mode == "concept_only"
     for key, value in model.sam2.memory_attention.state_dict().items():
         torch.testing.assert_close(value, stage1[key], rtol=0, atol=0)
@@ -55,7 +55,12 @@ def test_stage2_checkpoint_reloads_the_stage1_weights_it_started_from(tmp_path):
         torch.testing.assert_close(reloaded_state[key], value, rtol=0, atol=0)
 
 
-def test_init_from_and_model_init_together_is_an_error(tmp_path):
-    cfg = TrainConfig(model=ModelConfig(init="a"), init_from="b")
-    with pytest.raises(ValueError, match="init_from or model.init"):
-        build_model(cfg)
+def test_token_attn_init_base_keeps_the_base_token_attn(tmp_path, caplog):
+    stage1 = _stage1_checkpoint(tmp_path / "stage1")
+    base = build_sec_model(ModelConfig()).token_attn.state_dict()
+    with caplog.at_level(logging.INFO, logger="sec_train.model.build"):
+        model = build_sec_model(ModelConfig(init=str(tmp_path / "stage1"), token_attn_init="base"))
+    assert "token_attn <-" not in caplog.text
+    for key, value in model.token_attn.state_dict().items():
+        torch.testing.assert_close(value, base[key], rtol=0, atol=0)
+        assert not torch.equal(value, stage1[key])
