@@ -3,21 +3,21 @@ recipe under DeepSpeed ZeRO-2 and ZeRO-3, and the largest per-GPU batch that fit
 
 The model of memory, per GPU (P = all parameters, T = trainable ones, N = GPUs):
 
-- weights: P x w bytes (w = 2 in bf16, 4 in fp32); ZeRO-3 keeps P x w / N, plus the layers
-  it gathers for compute (the largest layer, twice, for prefetch);
-- gradients: T x w / N held between backward and step (ZeRO-2 keeps them whole on one GPU, as
-  the reduce buckets fill), plus T x 4 / N of fp32 gradients while the optimizer steps;
-- optimizer state: T x 12 / N (fp32 master weights, Adam's two moments);
+- weights: P x w bytes (w = 2 in bf16, 4 with fp32 weights); ZeRO-3 keeps P x w / N;
+- gradients: T x w / N (both stages partition them);
+- optimizer state: T x 12 / N in bf16 (fp32 master weights, Adam's two moments), T x 8 / N
+  with fp32 weights (their own master);
 - activations: what autograd keeps for backward, from bytes per unit measured by
-  `python -m sec_train.bench model` (`ACTIVATION_BYTES`): per LLM token and layer, per LVLM
-  frame, per SAM 2 frame; with activation checkpointing only the LLM layers' inputs stay, plus
-  one layer's recomputation;
+  `python -m sec_train.bench model` (`LVLM_ACTIVATION_BYTES`, `SAM_ACTIVATION_BYTES`): per LLM
+  token and layer, per LVLM frame and ViT layer, per SAM 2 frame; a mode or checkpointing
+  setting not measured yet is reported as such, not guessed;
 - workspace: the reduce (and ZeRO-3 prefetch) buckets DeepSpeed allocates, and the step's
   transient buffers (`STEP_WORKSPACE`, measured).
 
 Parameter counts come from the recipe itself (its trainable policy on SeC's real shapes, built
 on the meta device), so a recipe that trains more plans more. The precision is the recipe's on
-a GPU (`precision: auto` is bf16 there).
+a GPU (`resolve_precision`: "auto" is bf16 weights for stage 2, fp32 weights under bf16
+autocast for stage 1).
 """
 
 from __future__ import annotations
@@ -107,15 +107,17 @@ def model_counts(model: torch.nn.Module) -> dict[str, int]:
 
 
 # Activation bytes autograd keeps per unit in bf16, measured by `python -m sec_train.bench model
-# --device cpu` (its "activations_saved" divided by the batch's units), by mode and by whether
-# the LLM's layers are checkpointed. Units: "llm_layers" per LLM token and layer, "vit" per
-# LVLM frame and ViT layer, "lvlm_other" per LLM token, "other" (SAM 2 and SeC's heads) per
-# SAM 2 unit (`sam_units`).
-ACTIVATION_BYTES: dict[tuple[str, bool], dict[str, float]] = {
-    # python -m sec_train.bench model --device cpu --recipe sec_stage2 --zero 2 --layers 2
-    #   model.trainable.embeddings=false: 2,136 tokens, 8 LVLM frames, 1 sample
-    ("concept_only", True): {"llm_layers": 4096, "vit": 2_099_200, "lvlm_other": 0, "other": 1_048_846_336},
+# --device cpu` (its "activations_saved" divided by the batch's units). The LVLM's depend on
+# whether its layers are checkpointed: "llm_layers" per LLM token and layer, "vit" per LVLM frame
+# and ViT layer, "lvlm_other" per LLM token. SAM 2's and SeC's heads' ("other") depend on the
+# mode, per SAM 2 unit (`sam_units`).
+#   python -m sec_train.bench model --device cpu --recipe sec_stage2 --zero 2 --layers 2
+#     model.trainable.embeddings=false [model.activation_checkpointing=false]
+#   (2,136 tokens, 8 LVLM frames, 1 sample)
+LVLM_ACTIVATION_BYTES: dict[bool, dict[str, float]] = {
+    True: {"llm_layers": 4096, "vit": 2_099_200, "lvlm_other": 0},
 }
+SAM_ACTIVATION_BYTES: dict[str, float] = {"concept_only": 1_048_846_336}
 # Transient memory of a step beyond the saved activations and DeepSpeed's buckets (the frozen
 # encoders' forward buffers, the loss's full-resolution masks, the allocator's slack), as the
 # CPU step measured it (see `plan_check` in README).
@@ -130,16 +132,21 @@ def sam_units(mode: str, shape: Shape) -> int:
 
 def activation_bytes(cfg: TrainConfig, shape: Shape, depth: Depth) -> float:
     """Bytes autograd keeps for backward for one micro-batch of `shape`."""
-    key = (cfg.model.mode, cfg.model.activation_checkpointing)
-    if key not in ACTIVATION_BYTES:
-        raise ValueError(f"no measured activation sizes for mode={key[0]}, activation_checkpointing={key[1]}")
-    per = ACTIVATION_BYTES[key]
-    return (
+    mode, checkpointing = cfg.model.mode, cfg.model.activation_checkpointing
+    if mode not in SAM_ACTIVATION_BYTES:
+        raise ValueError(f"no measured activation sizes for mode={mode}")
+    sam = SAM_ACTIVATION_BYTES[mode] * sam_units(mode, shape)
+    if mode == "stage1":  # no LVLM forward
+        return sam
+    if checkpointing not in LVLM_ACTIVATION_BYTES:
+        raise ValueError(f"no measured LVLM activation sizes for activation_checkpointing={checkpointing}")
+    per = LVLM_ACTIVATION_BYTES[checkpointing]
+    lvlm = (
         per["llm_layers"] * shape.llm_tokens * depth.llm
         + per["vit"] * shape.lvlm_frames * depth.vit
         + per["lvlm_other"] * shape.llm_tokens
-        + per["other"] * sam_units(cfg.model.mode, shape)
     )
+    return lvlm + sam
 
 
 def plan_memory(
@@ -217,9 +224,11 @@ def prompt_tokens(frames: int) -> int:
     return -(-longest // 8) * 8
 
 
-def largest_batch(cfg: TrainConfig, zero: int, gpus: int, budget: int, limit: int = 256) -> int:
+def largest_batch(
+    cfg: TrainConfig, zero: int, gpus: int, budget: int, counts: dict[str, int], limit: int = 256
+) -> int:
     """The most samples per GPU whose planned total fits in `budget` bytes (0 if none)."""
-    one, counts = sample_shape(cfg), parameter_counts(cfg, Depth())
+    one = sample_shape(cfg)
     fits = 0
     for samples in range(1, limit + 1):
         if plan_memory(cfg, one.scaled(samples), zero, gpus, counts=counts)["total"] > budget:
@@ -234,21 +243,22 @@ def plan(cfg: TrainConfig, gpus: int, gpu_memory_gib: float, batch: int | None =
     batch = batch or cfg.batch_size
     budget = int(gpu_memory_gib * GIB)
     result: dict = {"gpus": gpus, "gpu_memory_gib": gpu_memory_gib, "batch": batch, "plans": []}
+    counts = parameter_counts(cfg, Depth())
     for zero in (2, 3):
         for checkpointing in (True, False):
             variant = dataclasses.replace(
                 cfg, model=dataclasses.replace(cfg.model, activation_checkpointing=checkpointing)
             )
-            memory = plan_memory(variant, sample_shape(variant).scaled(batch), zero, gpus)
-            result["plans"].append(
-                {
-                    "zero": zero,
-                    "activation_checkpointing": checkpointing,
-                    "memory_gib": {k: round(v / GIB, 2) for k, v in memory.items()},
-                    "fits": memory["total"] <= budget,
-                    "largest_batch": largest_batch(variant, zero, gpus, budget),
-                }
-            )
+            entry = {"zero": zero, "activation_checkpointing": checkpointing}
+            try:
+                memory = plan_memory(variant, sample_shape(variant).scaled(batch), zero, gpus, counts=counts)
+            except ValueError as err:  # activation sizes not measured for this setting
+                result["plans"].append({**entry, "memory_gib": None, "note": str(err)})
+                continue
+            entry["memory_gib"] = {k: round(v / GIB, 2) for k, v in memory.items()}
+            entry["fits"] = memory["total"] <= budget
+            entry["largest_batch"] = largest_batch(variant, zero, gpus, budget, counts)
+            result["plans"].append(entry)
     return result
 
 
@@ -269,12 +279,16 @@ def main(argv: list[str]) -> int:
         print(json.dumps(result))
         return 0
     print(f"{args.config}: {args.gpus} GPU(s) x {args.gpu_memory} GiB, {result['batch']} samples per GPU")
-    print("zero  ckpt  weights  grads  optim  activ  total  fits  largest batch")
+    print("zero  ckpt  weights  grads  optim  activ  workspace  total  fits  largest batch")
     for p in result["plans"]:
         m = p["memory_gib"]
+        if m is None:
+            print(f"{p['zero']:>4}  {'on' if p['activation_checkpointing'] else 'off':>4}  {p['note']}")
+            continue
         print(
             f"{p['zero']:>4}  {'on' if p['activation_checkpointing'] else 'off':>4}  {m['weights']:>7}  "
-            f"{m['gradients']:>5}  {m['optimizer']:>5}  {m['activations']:>5}  {m['total']:>5}  "
+            f"{m['gradients']:>5}  {m['optimizer']:>5}  {m['activations']:>5}  {m['workspace']:>9}  "
+            f"{m['total']:>5}  "
             f"{'yes' if p['fits'] else 'no':>4}  {p['largest_batch']:>13}"
         )
     return 0
