@@ -26,6 +26,7 @@ def main(zero: int) -> None:
             "precision=bf16",
             "wandb.mode=disabled",
             "grad_accum=1",
+            "data.train=[]",
         ],
     )
     model = build_trainable_model(cfg.model)

@@ -62,7 +62,8 @@ def recipe_config(recipe: str, zero: int, batch: int, steps: int, overrides: lis
             f"batch_size={batch}",
             "grad_accum=1",
             "wandb.mode=disabled",
-            "init_from=null",
+            "model.init=null",
+            "data.train=[]",  # the trainer steps the batches given to it; they come from synthesized videos
             "data.stage2.obj_list=null",
             f"max_steps={steps}",
             *overrides,
