@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sec_train.eval import evaluate
+from sec_train.eval import cli, evaluate
 from sec_train.infer import predict
 from sec_train.infer.propagate import PropagationConfig, PropagationStats, SeCPropagator, compose_labels
 from sec_train.infer.scene import resize_bilinear
@@ -163,5 +163,5 @@ def test_defaults_are_the_released_predictor(model, monkeypatch):
     assert not (SeCPropagator._video_logits(SimpleNamespace(mask_logits=logits), (64, 64), 0) > 0).all()
     argv = ["--checkpoint", "c", "--video", "v", "--mask", "m", "--out", "o"]
     assert predict._parser().parse_args(argv).fill_hole_area == 8
-    assert evaluate._parser().parse_args(["--checkpoint", "c", "--data", "d"]).fill_hole_area == 0
+    assert cli._parser().parse_args(["--checkpoint", "c", "--data", "d"]).fill_hole_area == 0
     assert evaluate.EVAL_FILL_HOLE_AREA == 0
