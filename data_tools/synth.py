@@ -26,6 +26,12 @@ from sec_train.data.format import DEFAULT_SHARD_BYTES, ShardWriter, make_sample,
 from sec_train.types import VideoSample
 
 SHAPES = ("ellipse", "rectangle", "diamond")
+# Colours of the stable part: saturated and far apart, and none is the outline's green.
+PART_COLORS = np.array(
+    [(230, 30, 30), (30, 60, 230), (240, 220, 20), (220, 40, 220), (20, 220, 230), (250, 250, 250)], float
+)
+PART_RADIUS = 0.45  # of the body's smaller half axis
+CONCEPT_SIZE = 0.75  # object size in concept-cut videos, relative to the others
 
 
 @dataclass
@@ -40,6 +46,7 @@ class SynthObject:
     pos: np.ndarray
     vel: np.ndarray
     hidden: range  # frames where the object has left the scene
+    part: np.ndarray | None = None  # colour of the stable centre disc (concept-cut videos)
 
 
 @dataclass
@@ -106,11 +113,72 @@ def _shape_mask(
     return inside, dx, dy
 
 
-def _paint(image: np.ndarray, obj: SynthObject, inside: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> None:
+def _paint(
+    image: np.ndarray, obj: SynthObject, zoom: float, inside: np.ndarray, dx: np.ndarray, dy: np.ndarray
+) -> None:
     stripes = np.sin(2 * np.pi * (dx * obj.stripe[0] + dy * obj.stripe[1])) > 0
     base, stripe = obj.colors
     image[inside & ~stripes] = base
     image[inside & stripes] = stripe
+    if obj.part is not None:
+        radius = PART_RADIUS * obj.radius * zoom * min(obj.aspect, 1 / obj.aspect)
+        image[inside & (dx * dx + dy * dy <= radius * radius)] = obj.part
+
+
+def _new_look(rng: np.random.Generator, old: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """New body colours, each far from both old ones, and a new stripe wave vector."""
+    colors = []
+    for _ in range(2):
+        color = rng.uniform(0, 255, 3)
+        while min(np.abs(color - c).sum() for c in old) < 200:
+            color = rng.uniform(0, 255, 3)
+        colors.append(color)
+    angle = rng.uniform(0, np.pi)
+    return colors[0], colors[1], np.array([np.cos(angle), np.sin(angle)]) * rng.uniform(0.08, 0.2)
+
+
+def _concept_cut(rng: np.random.Generator, objs: list[SynthObject], distractors: int, h: int, w: int) -> list:
+    """Restyles every object's body at a cut and returns the distractors: each wears one object's
+    old body on another shape class with another part colour."""
+    new = []
+    for i in range(distractors):
+        source = objs[i % len(objs)]
+        other = [s for s in SHAPES if s != source.shape]
+        parts = [c for c in PART_COLORS if not np.array_equal(c, source.part)]
+        new.append(
+            SynthObject(
+                shape=other[int(rng.integers(len(other)))],
+                radius=source.radius * rng.uniform(0.9, 1.1),
+                aspect=rng.uniform(0.6, 1.4),
+                colors=source.colors,
+                stripe=source.stripe.copy(),
+                pos=np.zeros(2),
+                vel=source.vel.copy(),  # side by side with it: they never collide
+                hidden=range(0),
+                part=parts[int(rng.integers(len(parts)))],
+            )
+        )
+    for obj in objs:
+        *colors, obj.stripe = _new_look(rng, obj.colors)
+        obj.colors = tuple(colors)
+    return new
+
+
+def _bystanders(rng: np.random.Generator, count: int, h: int, w: int, frames: int) -> list[SynthObject]:
+    """Unannotated objects with parts, in view all along (concept-cut videos)."""
+    objs = [_new_object(rng, h, w, frames, can_hide=False) for _ in range(count)]
+    for obj, part in zip(objs, rng.permutation(len(PART_COLORS))):
+        obj.part, obj.radius = PART_COLORS[part], obj.radius * CONCEPT_SIZE
+    return objs
+
+
+def _spread_positions(rng: np.random.Generator, count: int, h: int, w: int) -> list[np.ndarray]:
+    """`count` positions in the middle of the frame, in separate vertical bands, shuffled."""
+    bands = rng.permutation(count)
+    return [
+        np.array([(0.2 + 0.6 * (b + rng.uniform(0.3, 0.7)) / count) * w, rng.uniform(0.3, 0.7) * h])
+        for b in bands
+    ]
 
 
 def _step(obj: SynthObject, h: int, w: int) -> None:
@@ -130,31 +198,58 @@ def render_video(
     width: int = 160,
     objects: int = 3,
     scene_cut: bool = True,
+    concept_cut: bool = False,
+    distractors: int = 1,
+    bystanders: int = 0,
 ) -> SynthVideo:
     """Renders one video; deterministic given `seed`.
 
     Objects are drawn back to front in a fixed depth order, so a mask is the object's shape minus
     what the objects in front of it cover. With `scene_cut`, one cut happens in the middle half.
+    With `concept_cut` (implies a cut), objects wear a stable part, change their body's look at
+    the cut, and `distractors` unannotated objects in their old look appear behind them there;
+    objects then never leave the scene, so each segment shows them, and `bystanders` unannotated
+    objects with their own look are in view all along (so that tracking must pick the object).
     """
     rng = np.random.default_rng(seed)
-    objs = [_new_object(rng, height, width, frames, can_hide=i == 0) for i in range(objects)]
-    cut = int(rng.integers(frames // 4, 3 * frames // 4 + 1)) if scene_cut and frames >= 4 else -1
+    objs = [
+        _new_object(rng, height, width, frames, can_hide=i == 0 and not concept_cut) for i in range(objects)
+    ]
+    if concept_cut:  # smaller, so that objects and distractors fit side by side
+        for obj, part in zip(objs, rng.permutation(len(PART_COLORS))):
+            obj.part, obj.radius = PART_COLORS[part], obj.radius * CONCEPT_SIZE
+    cut = -1
+    if (scene_cut or concept_cut) and frames >= 4:
+        cut = int(rng.integers(frames // 4, 3 * frames // 4 + 1))
     background, zoom = _background(rng, height, width), 1.0
     images = np.zeros((frames, height, width, 3), np.uint8)
     masks = np.zeros((frames, objects, height, width), bool)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    # unannotated, drawn behind the objects: bystanders from the start, distractors from the cut
+    extras = _bystanders(rng, bystanders, height, width, frames) if concept_cut else []
+    bystanders = list(extras)
     for t in range(frames):
         if t == cut:  # camera and scene change: new background, zoom and positions
             background, zoom = _background(rng, height, width), rng.uniform(0.7, 1.3)
-            for obj in objs:
-                obj.pos = rng.uniform([0.2 * width, 0.2 * height], [0.8 * width, 0.8 * height])
+            if concept_cut:  # apart, so that neither hides the other
+                extras = bystanders + _concept_cut(rng, objs, distractors, height, width)
+                spread = _spread_positions(rng, len(extras) + len(objs), height, width)
+                for obj, pos in zip(extras + objs, spread):
+                    obj.pos = pos
+            else:
+                for obj in objs:
+                    obj.pos = rng.uniform([0.2 * width, 0.2 * height], [0.8 * width, 0.8 * height])
         canvas = background.copy()
+        for obj in extras:
+            _step(obj, height, width)
+            inside, dx, dy = _shape_mask(obj, zoom, xx, yy)
+            _paint(canvas, obj, zoom, inside, dx, dy)
         for k, obj in enumerate(objs):  # back to front
             _step(obj, height, width)
             if t in obj.hidden:
                 continue
             inside, dx, dy = _shape_mask(obj, zoom, xx, yy)
-            _paint(canvas, obj, inside, dx, dy)
+            _paint(canvas, obj, zoom, inside, dx, dy)
             masks[t, :k] &= ~inside
             masks[t, k] = inside
         noise = rng.normal(0, 4, canvas.shape)
@@ -195,9 +290,10 @@ def write_davis(video: SynthVideo, root: Path, jpegs: list[bytes]) -> None:
 
 
 def video_sample(video: SynthVideo, jpegs: list[bytes]) -> VideoSample:
-    """The shard sample of a rendered video (every frame annotated)."""
+    """The shard sample of a rendered video (every frame annotated); its header's `scene_cuts`
+    lists the cut frames, which `sec-train eval` scores separately."""
     k = video.masks.shape[1]
-    return make_sample(
+    sample = make_sample(
         video.name,
         source="synth",
         video=video.name,
@@ -209,6 +305,8 @@ def video_sample(video: SynthVideo, jpegs: list[bytes]) -> VideoSample:
         frames=jpegs,
         masks=[[mask_to_rle(m) for m in frame_masks] for frame_masks in video.masks],
     )
+    sample.header["scene_cuts"] = list(video.cuts)
+    return sample
 
 
 def write_sav(video: SynthVideo, root: Path, every: int = 4, fps: int = 24, scale: int = 1) -> None:
@@ -251,18 +349,30 @@ def synthesize(
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     **render,
 ) -> dict:
-    """Renders `videos` videos into `out/` (DAVIS-style folders), `out/shards/` (with index) and,
-    with `sav`, `out/sav/` (mp4 + `_manual.json`). Returns the shard index."""
+    """Renders `videos` videos into `out/` (DAVIS-style folders, `scene_info.json`), `out/shards/`
+    (with index) and, with `sav`, `out/sav/` (mp4 + `_manual.json`). Returns the shard index."""
     out = Path(out)
     writer = ShardWriter(out / "shards", "synth", shard_bytes)
+    scene_info = {}
     for index in tqdm(range(videos), desc="synth", unit="video"):
         video = render_video(f"synth{index:05d}", seed * 100_003 + index, **render)
         jpegs = [encode_jpeg(frame) for frame in video.frames]
         write_davis(video, out, jpegs)
         writer.write(video_sample(video, jpegs))
+        scene_info[video.name] = scene_segments(video)
         if sav:
             write_sav(video, out / "sav")
+    (out / "scene_info.json").write_text(json.dumps(scene_info, indent=1))
     return write_index(out / "shards", writer.close())
+
+
+def scene_segments(video: SynthVideo) -> dict[str, list[int]]:
+    """SeCVOS's `scene_info` entry of a video: `first_segment` up to its cut, `second_segment`
+    from it on (the first frame to the last without a cut)."""
+    last = len(video.frames) - 1
+    if not video.cuts:
+        return {"first_segment": [0, last]}
+    return {"first_segment": [0, video.cuts[0] - 1], "second_segment": [video.cuts[0], last]}
 
 
 def main(argv: list[str]) -> int:
@@ -275,6 +385,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--objects", type=int, default=3, help="objects per video")
     parser.add_argument("--seed", type=int, default=0, help="use another seed for held-out videos")
     parser.add_argument("--no-scene-cuts", action="store_true")
+    parser.add_argument(
+        "--concept-cut",
+        action="store_true",
+        help="at the cut, objects change their look but keep shape and centre part; distractors "
+        "in their old look appear (a task SAM 2's pixel memory fails and a concept solves)",
+    )
+    parser.add_argument("--distractors", type=int, default=1, help="distractors per --concept-cut")
+    parser.add_argument(
+        "--bystanders", type=int, default=0, help="--concept-cut: unannotated objects in view all along"
+    )
     parser.add_argument("--sav", action="store_true", help="also write SA-V style mp4 + _manual.json")
     parser.add_argument("--shard-size", type=float, default=DEFAULT_SHARD_BYTES / 1e9, help="GB per shard")
     args = parser.parse_args(argv)
@@ -290,6 +410,9 @@ def main(argv: list[str]) -> int:
         width=width,
         objects=args.objects,
         scene_cut=not args.no_scene_cuts,
+        concept_cut=args.concept_cut,
+        distractors=args.distractors,
+        bystanders=args.bystanders,
     )
     print(f"{args.out}: {index['samples']} videos, {index['objects']} objects, {index['frames']} frames")
     return 0

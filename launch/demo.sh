@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The main job on the toy default, CPU only, in about 15 minutes on 2 cores: install, synthetic
-# videos, toy stage 1 then toy stage 2 under `accelerate launch` (2 processes, DeepSpeed ZeRO-2)
-# with stage 2 stopped mid-run and resumed, J&F before and after training on held-out videos with
-# scene cuts, and overlay PNGs of one held-out video.
+# concept-cut videos, toy stage 1 then toy stage 2 under `accelerate launch` (2 processes,
+# DeepSpeed ZeRO-2) with stage 2 stopped mid-run and resumed, J&F overall and after the cut
+# before and after training on held-out videos (OUT/results.json), a strip of one held-out video
+# across its cut, SAM 2 only above SeC (OUT/strip.png), and `sec-train predict` overlays.
 # Usage: bash launch/demo.sh [OUT]   (default OUT: runs/demo; data goes to OUT/data)
+#        DATA_SEED=1 bash launch/demo.sh runs/demo_seed1   (other training and held-out videos)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/demo}
+DATA_SEED=${DATA_SEED:-0}
 STAGE1_STEPS=${STAGE1_STEPS:-150}
 STAGE2_STEPS=${STAGE2_STEPS:-40}
 # one thread per process: the 2 training processes share 2 cores, and idle spinning OpenMP
@@ -18,14 +21,15 @@ phase() { printf '\n=== %s  [%ds]\n' "$1" "$SECONDS"; }
 phase "1/7 install (keeps an existing torch)"
 bash launch/install.sh dev
 
-phase "2/7 synthetic videos: training shards and held-out videos with scene cuts"
+phase "2/7 synthetic concept-cut videos: training shards and held-out videos"
 rm -rf "$OUT"
-# One object per video: from random weights the toy SAM 2 learns to track it within minutes;
-# telling two similar objects apart takes far longer than this demo's budget. Small shards, so
-# both processes get several.
-sec-data synth --out "$OUT/data/train" --videos 24 --frames 12 --size 96x72 --objects 1 \
-  --shard-size 0.0002 --seed 0
-sec-data synth --out "$OUT/data/val" --videos 8 --frames 16 --size 96x72 --objects 1 --seed 1
+# One object per video; at its scene cut it changes colours and stripes (keeping its shape and
+# centre part) and a distractor in its old look appears (TRAIN.md, "The concept benchmark").
+# Small shards, so both processes get several.
+synth=(--frames 12 --size 96x72 --objects 1 --concept-cut)
+sec-data synth --out "$OUT/data/train" --videos 24 "${synth[@]}" --shard-size 0.0002 \
+  --seed $((2 * DATA_SEED))
+sec-data synth --out "$OUT/data/val" --videos 8 "${synth[@]}" --seed $((2 * DATA_SEED + 1))
 
 phase "3/7 toy stage 1: all of the random toy SAM 2 trains (2 processes, ZeRO-2)"
 bash launch/cpu_2proc.sh configs/toy_stage1.yaml "data.train=[$OUT/data/train/shards]" \
@@ -64,10 +68,13 @@ stop_at_checkpoint $((STAGE2_STEPS / 2))
 phase "5/7 toy stage 2 resumed (resume=auto: weights, optimizer, schedule, RNG, data position)"
 bash launch/cpu_2proc.sh "${stage2[@]}" resume=auto
 
-phase "6/7 J&F on held-out videos: untrained vs trained, SAM 2 only vs SeC"
-python launch/demo_table.py --data "$OUT/data/val" --trained "$OUT/stage2"
+phase "6/7 J&F overall and after the cut on held-out videos: untrained vs trained, SAM 2 only vs SeC"
+# the shards' headers hold the cut frames the post-cut scores start at
+python launch/demo_table.py --data "$OUT/data/val/shards" --trained "$OUT/stage2" \
+  --json "$OUT/results.json" --ablation
 
-phase "7/7 overlays of one held-out video"
+phase "7/7 a held-out video across its cut: SAM 2 only above SeC; predict's overlays"
+python launch/demo_strip.py --data "$OUT/data/val/shards" --trained "$OUT/stage2" --out "$OUT/strip.png"
 sec-train predict --checkpoint "$OUT/stage2" --video "$OUT/data/val/JPEGImages/synth00000" \
   --mask "$OUT/data/val/Annotations/synth00000/00000.png" --out "$OUT/predict"
 echo "overlays: $OUT/predict/overlays/*.png"

@@ -1,13 +1,20 @@
-"""The demo's results table: J, F, J&F and LVLM calls of the untrained toy SeC and a trained one,
-each with plain SAM 2 tracking and with SeC's concept guidance, on the same held-out videos.
+"""The demo's results table: J&F overall and after the scene cut, J, F and LVLM calls of the
+untrained toy SeC and a trained one, each with plain SAM 2 tracking and with SeC's concept
+guidance, on the same held-out videos; `--ablation` adds the trained model with its concept
+zeroed (SeC's path, but the LVLM's `[SEG]` carries nothing).
 
-    python launch/demo_table.py --data runs/demo/data/val --trained runs/demo/stage2
+    python launch/demo_table.py --data runs/demo/data/val/shards --trained runs/demo/stage2 \
+        --json runs/demo/results.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -17,33 +24,56 @@ from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
 from sec_train.model.sec import SeCModel
 
-COLUMNS = ("J", "F", "J&F")
+COLUMNS = ("J&F", "J&F_post_cut", "J", "F")
+TRACKING = {"sam2_only": ("SAM 2 only", False), "sec": ("SeC", True)}
 
 
-def score_rows(models: dict[str, SeCModel], data: str) -> list[dict]:
-    """One row per (model, tracking): the model name, "SAM 2 only" or "SeC", J, F, J&F and
-    LVLM calls over all videos of `data`."""
-    rows = []
+@contextlib.contextmanager
+def zeroed_concept(model: SeCModel) -> Iterator[None]:
+    """Makes every concept embedding exactly zero (the last `text_hidden_fcs` layer outputs 0)."""
+    last = model.text_hidden_fcs[2]
+    saved = [p.detach().clone() for p in last.parameters()]
+    with torch.no_grad():
+        for p in last.parameters():
+            p.zero_()
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, value in zip(last.parameters(), saved):
+                p.copy_(value)
+
+
+def score(model: SeCModel, data: str, use_concept: bool) -> dict[str, float]:
+    with torch.no_grad():
+        return evaluate_model(model, data, use_concept=use_concept)
+
+
+def score_all(models: dict[str, SeCModel], data: str, ablation: bool) -> dict[str, dict[str, dict]]:
+    """`{model: {"sam2_only" | "sec" [| "sec_zero_concept"]: scores}}` over all videos of `data`."""
+    results: dict[str, dict[str, dict]] = {}
     for name, model in models.items():
-        for tracking, use_concept in (("SAM 2 only", False), ("SeC", True)):
+        for key, (tracking, use_concept) in TRACKING.items():
             print(f"--- {name}, {tracking}", file=sys.stderr)
-            with torch.no_grad():
-                scores = evaluate_model(model, data, use_concept=use_concept)
-            rows.append({"model": name, "tracking": tracking, **scores})
-    return rows
+            results.setdefault(name, {})[key] = score(model, data, use_concept)
+    if ablation:
+        print("--- trained, SeC with the concept zeroed", file=sys.stderr)
+        with zeroed_concept(models["trained"]):
+            results["trained"]["sec_zero_concept"] = score(models["trained"], data, True)
+    return results
 
 
-def format_rows(rows: list[dict]) -> str:
-    """The rows as a Markdown table (it reads as plain text too)."""
+def format_table(results: dict[str, dict[str, dict]]) -> str:
+    """The results as a Markdown table, scores x100 (it reads as plain text too)."""
+    names = {**{k: v[0] for k, v in TRACKING.items()}, "sec_zero_concept": "SeC, concept zeroed"}
     lines = [
-        "| model | tracking | J | F | J&F | LVLM calls |",
-        "|---|---|---:|---:|---:|---:|",
+        "| model | tracking | J&F | J&F post-cut | J | F | LVLM calls |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for row in rows:
-        scores = " | ".join(f"{100 * row[key]:.1f}" for key in COLUMNS)
-        frames = round(row["lvlm_calls"] / row["lvlm_calls_per_frame"]) if row["lvlm_calls"] else None
-        calls = f"{int(row['lvlm_calls'])}" + (f" / {frames} frames" if frames else "")
-        lines.append(f"| {row['model']} | {row['tracking']} | {scores} | {calls} |")
+    for model, rows in results.items():
+        for key, row in rows.items():
+            scores = " | ".join(f"{100 * row[c]:.1f}" if c in row else "-" for c in COLUMNS)
+            lines.append(f"| {model} | {names[key]} | {scores} | {int(row['lvlm_calls'])} |")
     return "\n".join(lines)
 
 
@@ -51,15 +81,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="held-out videos: DAVIS-style root or shard dir")
     parser.add_argument("--trained", required=True, help="a training run, checkpoint or model dir")
+    parser.add_argument("--json", help="also write the results here (fractions in [0, 1])")
+    parser.add_argument("--ablation", action="store_true", help="add the trained model, concept zeroed")
     args = parser.parse_args(argv)
+    trained = load_model(args.trained, torch.device("cpu"))
     models = {
-        "untrained": build_sec_model(ModelConfig(mode="concept_only", lvlm="toy", sam2="toy")),
-        "trained": load_model(args.trained, torch.device("cpu")),
+        "untrained": build_sec_model(ModelConfig(mode=trained.config.mode, lvlm="toy", sam2="toy")),
+        "trained": trained,
     }
-    rows = score_rows(models, args.data)
-    videos, objects = int(rows[0]["num_videos"]), int(rows[0]["num_objects"])
-    print(f"\nheld-out videos {args.data}: {videos} videos, {objects} objects; scores x100")
-    print(format_rows(rows))
+    results = score_all(models, args.data, args.ablation)
+    first = results["untrained"]["sam2_only"]
+    counts = (int(first[k]) for k in ("num_videos", "num_objects", "num_cut_videos"))
+    line = "\nheld-out videos {}: {} videos, {} objects, {} with a scene cut; scores x100"
+    print(line.format(args.data, *counts))
+    print(format_table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+        print(f"wrote {args.json}")
     return 0
 
 

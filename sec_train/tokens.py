@@ -14,20 +14,22 @@ IMG_CONTEXT = "<IMG_CONTEXT>"
 SEG_TOKEN = "[SEG]"
 SPECIAL_TOKENS = [END_OF_TEXT, IM_START, IM_END, IMG_START, IMG_END, IMG_CONTEXT, SEG_TOKEN]
 
+# The official lists (training/sec/dataloaders/sec_seg_dataset.py:24-39).
 QUESTIONS = (
     "Please segment the object in the last frame based on the object labeled in the first several images.",
-    "Can you segment the object in the last frame that is outlined in the earlier images?",
-    "Segment the outlined object of the reference frames in the final frame.",
-    "Find the object marked in green in the previous frames and segment it in the last image.",
-    "Which object in the last frame matches the labeled object? Please give its segmentation mask.",
-    "Track the highlighted object from the first images and segment it in the last frame.",
+    "Using the object labeled in the first several images, please segment the object in the final frame.",
+    "Segment the object in the last frame based on the annotations from the first several images.",
+    "Please perform object segmentation on the last frame using the labeled object from the previous "
+    "several frames.",
+    "Based on the object marked in the first several images, segment the object in the last frame.",
+    "Using the object annotations from the first several images, segment the object in the final frame.",
 )
 ANSWERS = (
     "It is [SEG].",
-    "Sure, it is [SEG].",
     "Sure, [SEG].",
-    "The segmentation result is [SEG].",
+    "Sure, it is [SEG].",
+    "Sure, the segmentation result is [SEG].",
     "[SEG].",
 )
-# What inference asks (SeC-4B), the first of each list.
+# What inference asks (inference/modeling_sec.py:618 and :694).
 INFERENCE_QUESTION, INFERENCE_ANSWER = QUESTIONS[0], ANSWERS[0]

@@ -97,8 +97,10 @@ def test_trainable_checkpoint_is_exported_with_lora_merged(tmp_path):
     apply_trainable(model, cfg.trainable)
     name = "language_model.layers.0.self_attn.q_proj"
     layer = next(m for n, m in model.lvlm.named_modules() if n.endswith(name) and hasattr(m, "lora_B"))
+    projector = model.lvlm.model.multi_modal_projector.linear_1.weight
     with torch.no_grad():
         layer.lora_B["default"].weight.normal_()
+        projector.add_(1.0)  # trained: the export must carry it as the release's mlp1
     merged = layer.get_base_layer().weight + layer.get_delta_weight("default")
     save_trainable(model, tmp_path / "ckpt")
     assert (
@@ -108,6 +110,7 @@ def test_trainable_checkpoint_is_exported_with_lora_merged(tmp_path):
     source = TensorSource.from_safetensors(tmp_path / "release")
     exported = source.get("language_model.model.layers.0.self_attn.q_proj.weight")
     torch.testing.assert_close(exported, merged.detach())
+    torch.testing.assert_close(source.get("mlp1.1.weight"), projector.detach())
     assert not any("lora" in key for key in source)
 
 

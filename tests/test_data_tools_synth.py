@@ -1,10 +1,13 @@
 """Synthetic videos: the events the demo and tests rely on actually happen."""
 
+import json
+
 import numpy as np
 
 from data_tools.cli import main as sec_data
 from data_tools.synth import render_video
 from sec_train.data.format import read_index
+from sec_train.eval.datasets import open_videos
 
 
 def test_synth_has_occlusion_disappearance_and_a_scene_cut():
@@ -31,3 +34,52 @@ def test_synth_command_is_deterministic(tmp_path):
         == (read_index(tmp_path / "b" / "shards")["shards"][0]["sha256"])
     )
     assert len(list((tmp_path / "a" / "Annotations" / "synth00001").glob("*.png"))) == 6
+
+
+def test_concept_cut_changes_the_look_keeps_shape_and_part_and_adds_an_old_look_distractor():
+    video = render_video("v", 3, frames=12, height=72, width=96, objects=1, concept_cut=True)
+    (cut,) = video.cuts
+    before, after = video.frames[cut - 1].astype(int), video.frames[cut].astype(int)
+    mask_before, mask_after = video.masks[cut - 1, 0], video.masks[cut, 0]
+    assert video.masks[:, 0].any((1, 2)).all()  # the object never leaves
+
+    def colours(image: np.ndarray, mask: np.ndarray) -> set[tuple[int, ...]]:
+        """The object's few flat colours (rounded against JPEG-free render noise of std 4)."""
+        values, counts = np.unique(image[mask] // 32, axis=0, return_counts=True)
+        return {tuple(v) for v, c in zip(values, counts) if c >= 0.05 * mask.sum()}
+
+    def wearing(image: np.ndarray, body: set[tuple[int, ...]], mask: np.ndarray) -> int:
+        """Pixels outside `mask` in one of the `body` colours."""
+        hits = np.zeros(mask.shape, bool)
+        for colour in body:
+            hits |= (image // 32 == colour).all(-1)
+        return int((hits & ~mask).sum())
+
+    old, new = colours(before, mask_before), colours(after, mask_after)
+    kept = old & new
+    assert len(kept) == 1  # the centre part only; body and stripe colours change
+    # the distractor appears at the cut, outside the object, in the object's old body colours
+    old_body = old - kept
+    assert wearing(after, old_body, mask_after) > 0.3 * mask_before.sum()
+    assert wearing(before, old_body, mask_before) < 0.05 * mask_before.sum()
+
+
+def test_synth_shards_record_their_scene_cuts(tmp_path):
+    args = [
+        "synth",
+        "--out",
+        str(tmp_path),
+        "--videos",
+        "1",
+        "--frames",
+        "8",
+        "--size",
+        "48x36",
+        "--concept-cut",
+    ]
+    assert sec_data(args) == 0
+    (video,) = open_videos(tmp_path / "shards")
+    assert video.scene_cuts and 2 <= video.scene_cuts[0] <= 6
+    cut = video.scene_cuts[0]  # the same cut as SeCVOS segments, for `sec-train eval --scene-info`
+    segments = json.loads((tmp_path / "scene_info.json").read_text())["synth00000"]
+    assert segments == {"first_segment": [0, cut - 1], "second_segment": [cut, 7]}

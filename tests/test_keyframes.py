@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from sec_train.data.draw import draw_contour
+from sec_train.data.images import resize_image
 from sec_train.infer.keyframes import KeyframeBank, joins_bank
 
 
@@ -50,19 +52,23 @@ def test_bank_of_one_shows_only_the_first_frame():
     assert [k.frame_index for k in bank.keyframes()] == [0]
 
 
-def test_keyframes_are_outlined_in_green_at_lvlm_resolution():
+def test_keyframes_are_outlined_at_frame_resolution_then_resized():
+    # official inference: label_img_with_mask draws on the full frame (modeling_sec.py:723-730),
+    # predict_forward resizes it to 448 (:668)
     bank = KeyframeBank(image_size=20)
     frame = _frame(50, shape=(40, 40))
     mask = np.zeros((40, 40), dtype=bool)
-    mask[10:30, 10:30] = True  # -> rows/cols 5..14 at 20 px
+    mask[10:30, 10:30] = True
     bank.add(0, frame, mask)
     image = bank.images()[0]
     assert image.shape == (20, 20, 3)
-    green = np.all(image == (0, 255, 0), axis=-1)
-    assert green[5, 5:15].all() and green[14, 5:15].all()  # the outline, 2 px thick
-    assert green[6, 6] and not green[7, 7]  # the inside stays the frame's colour
-    assert not green[:4].any() and not green[16:].any()
-    assert (image[~green] == 50).all()
+    full = draw_contour(frame, mask)  # 2 px at 40 px: rows/cols 10, 11 and 28, 29
+    assert np.array_equal(image, resize_image(full, 20))
+    greenish = (image[..., 1].astype(int) - image[..., 0]) > 100
+    assert greenish[5, 5:15].all() and greenish[14, 5:15].all()  # the outline, 1 px at 20 px
+    assert not greenish[6, 6] and not greenish[:4].any() and not greenish[16:].any()
+    at_lvlm_size = draw_contour(resize_image(frame, 20), mask[::2, ::2])  # 2 px at 20 px
+    assert not np.array_equal(image, at_lvlm_size)
 
 
 def test_mismatched_mask_is_an_error():

@@ -25,9 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # The demo's global batch (2 processes x 2) in one process. With batch 2 and 120 steps some runs
 # still predicted no object anywhere, which scores ~0.2 from the frames the object is absent.
 STEPS, BATCH = 150, 4
-# Untrained J&F is ~0.05. Runs of this test with data seeds 0 and 1 went 0.04 -> 0.45 and
-# 0.05 -> 0.48 (the demo: 0.045 -> 0.42); the margin is half of that and above the ~0.15 gain
-# of a model that predicts nothing.
+# Untrained J&F is ~0.05. With ordered stage-1 clips, runs of this test with data seeds 0 and 1
+# went 0.04 -> 0.45 and 0.05 -> 0.48 (the demo: 0.045 -> 0.42); with the shuffled clips of the
+# official loader (the default, but not toy_stage1.yaml's, see there), seed 1 went 0.05 -> 0.73.
+# The margin is below half of the ordered gain and above the ~0.15 gain of a model that predicts
+# nothing.
 MARGIN = 0.2
 VIDEO = {"frames": 12, "height": 72, "width": 96, "objects": 1}
 SEED = 1
@@ -56,5 +58,6 @@ def test_trained_toy_stage1_beats_untrained(videos, tmp_path):
     trained = load_model(str(tmp_path), torch.device("cpu"))
     before = evaluate_model(untrained, str(val), use_concept=False)
     after = evaluate_model(trained, str(val), use_concept=False)
+    print(f"toy stage 1 J&F on held-out videos: untrained {before['J&F']:.3f}, trained {after['J&F']:.3f}")
     assert after["num_objects"] == before["num_objects"] == 6
     assert after["J&F"] > before["J&F"] + MARGIN, (before, after)

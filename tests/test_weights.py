@@ -61,6 +61,8 @@ def test_trainable_checkpoint_reloads_on_a_fresh_base(tmp_path):
     saved = load_file(str(tmp_path / "trainable.safetensors"))
     assert not any(".lora_" in k for k in saved)
     assert {k.split(".")[0] for k in saved} == {"lvlm", "text_hidden_fcs", "token_attn", "sam2"}
+    projector = {k for k in saved if k.startswith("lvlm.model.multi_modal_projector.")}
+    assert len(projector) == 6  # trained by default, as the official stage 2 trains mlp1
 
     expected = _outputs(model, batch)
     fresh = build_sec_model(ModelConfig(mode="concept_only"))

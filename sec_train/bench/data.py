@@ -79,12 +79,13 @@ def _baseline_example(
     def frame(p: int, size: int) -> np.ndarray:
         return resize_image(Image.fromarray(frames[header["frame_indices"][p]]), size)
 
-    def mask(p: int, o: int, size: int) -> np.ndarray:
+    def mask(p: int, o: int, size: int | None) -> np.ndarray:
         m = masks[p][header["object_ids"].index(o)]
-        return resize_mask(np.zeros((h, w), bool) if m is None else m, size)
+        m = np.zeros((h, w), bool) if m is None else m
+        return m if size is None else resize_mask(m, size)
 
-    lvlm = [
-        draw_contour(frame(p, sampler.lvlm_size), mask(p, o, sampler.lvlm_size))
+    lvlm = [  # outlined at the frame's resolution, then resized (as the official does)
+        resize_image(draw_contour(frames[header["frame_indices"][p]], mask(p, o, None)), sampler.lvlm_size)
         for p, o in zip(plan.refs, plan.outlined)
     ]
     lvlm.append(frame(plan.target, sampler.lvlm_size))

@@ -55,14 +55,24 @@ class AugmentConfig:
 
 @dataclass
 class Stage1Config:
-    """Stage-1 clips: annotated frames of one video, the first prompted with GT masks."""
+    """Stage-1 clips, as SAM 2's training loader builds them for SeC: annotated frames of one
+    video, the first prompted with GT masks.
+
+    The pool is every `stride`-th annotated frame of the video. With `shuffle` (the official
+    `shuffle: true`) the pool is put in random order, so a clip is `num_frames` random frames in
+    random order; without it a clip is `num_frames` consecutive pool frames in time order. The
+    clip's first frame shows at least one object.
+    """
 
     num_frames: int = 30
     """Annotated frames per clip (>= 2: a prompted frame and one tracked)."""
     stride: int = 2
-    """Annotated frames between two clip frames (>= 1)."""
+    """The pool is every `stride`-th annotated frame (>= 1)."""
     max_objects: int = 2
     """Objects per clip, among those visible on its first frame (>= 1)."""
+    shuffle: bool = True
+    """Random pool frames in random order (the official loader); False: consecutive pool frames
+    in time order."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     """The clip's augmentations."""
 
@@ -74,18 +84,29 @@ class Stage1Config:
 
 @dataclass
 class Stage2Config:
-    """Stage-2 examples, the SeC recipe: one object of one video per example."""
+    """Stage-2 examples, the SeC recipe as the official `SegJSONDataset` draws it: one object of
+    one video per example.
+
+    A start frame shows the object and the target lies `min_context`..`max_context` annotated
+    frames after it; `min_refs`..`max_refs` of the object's other visible frames, anywhere in the
+    video and in random order, become reference frames with its contour drawn at the frame's
+    resolution. With `add_noise`, 0..`max_noise_objects` other objects (uniformly many) give
+    outlined frames of their own that replace up to half of the references after the first.
+    """
 
     min_context: int = 1
-    """Fewest annotated frames before the target frame (>= 1)."""
+    """Fewest annotated frames from the start frame, where the object is visible, to the target
+    (>= 1)."""
     max_context: int = 15
-    """Most annotated frames before the target frame (>= min_context)."""
+    """Most annotated frames from the start frame to the target (>= min_context; the official 16
+    SAM frames: 15)."""
     min_refs: int = 1
-    """Fewest reference frames, among context frames where the object is visible (>= 1)."""
+    """Fewest reference frames, among the object's other visible frames (>= 1; fewer when the
+    object shows on fewer frames)."""
     max_refs: int = 7
     """Most reference frames, each drawn with the object's contour (>= min_refs)."""
-    noise_prob: float = 0.5
-    """Probability that other objects replace up to half of the middle references."""
+    add_noise: bool = True
+    """Other objects' outlined frames replace some references (the official `add_noise`)."""
     max_noise_objects: int = 2
     """Most other objects of the video used as such noise (>= 0)."""
     contour_thickness: int = 2
@@ -93,13 +114,17 @@ class Stage2Config:
     obj_list: str | None = None
     """A "video_id obj_id" file (SA-V's `sav_video_obj_ids.txt`) restricting which objects are
     examples; None: every object."""
+    cut_target_prob: float = 0.0
+    """Chance that the target is a scene-cut frame (the shard header's `scene_cuts`) when the
+    video has one that can be; not in SeC's recipe (0 keeps its draw). For synthetic concept-cut
+    videos, where the official draw rarely lands where a concept is needed."""
 
     def __post_init__(self) -> None:
         check(self.min_context >= 1, "min_context", self.min_context, ">= 1")
         check(self.max_context >= self.min_context, "max_context", self.max_context, ">= min_context")
         check(self.min_refs >= 1, "min_refs", self.min_refs, ">= 1")
         check(self.max_refs >= self.min_refs, "max_refs", self.max_refs, ">= min_refs")
-        _check_probabilities(self, ("noise_prob",))
+        _check_probabilities(self, ("cut_target_prob",))
         check(self.max_noise_objects >= 0, "max_noise_objects", self.max_noise_objects, ">= 0")
         check(self.contour_thickness >= 1, "contour_thickness", self.contour_thickness, ">= 1")
 

@@ -1,5 +1,16 @@
-"""Stage-2 prompts: SeC's paraphrased questions and `[SEG]` answers (`sec_train.tokens`) put in
-the Qwen chat template with InternVL's image tokens, and tokenized."""
+"""Stage-2 prompts: SeC's questions and `[SEG]` answers, tokenized exactly as the official code
+tokenizes them.
+
+Both official paths use xtuner's `qwen_chat` template (`xtuner/utils/templates.py`; SeC's copy
+`inference/templates.py:51-58`) with no system block. The user turn is the frames' image blocks
+(`<img>` + n x `<IMG_CONTEXT>` + `</img>`) joined by newlines, with the question right after the
+last block.
+- Training (`training/sec/dataloaders/sec_seg_dataset.py:167-200`, `encode_fn.py:49-83`): the
+  instruction, then the answer + `<|im_end|>` (labelled), then the separator `\\n` (not labelled),
+  each tokenized on its own.
+- Inference (`inference/modeling_sec.py:687-700`): `It is [SEG].` appended to the question inside
+  the user turn, then `<|im_start|>assistant\\n`; the concept is read at `[SEG]`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +19,21 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from sec_train.data.collate import IGNORE_INDEX
-from sec_train.tokens import ANSWERS, IMG_CONTEXT, IMG_END, IMG_START, QUESTIONS, SEG_TOKEN
+from sec_train.tokens import (
+    ANSWERS,
+    IMG_CONTEXT,
+    IMG_END,
+    IMG_START,
+    INFERENCE_ANSWER,
+    INFERENCE_QUESTION,
+    QUESTIONS,
+    SEG_TOKEN,
+)
+
+# xtuner's qwen_chat template: INSTRUCTION, SUFFIX (the end of an answer, learned) and SEP
+INSTRUCTION = "<|im_start|>user\n{input}<|im_end|>\n<|im_start|>assistant\n"
+SUFFIX = "<|im_end|>"
+SEP = "\n"
 
 
 def image_block(num_image_tokens: int) -> str:
@@ -16,29 +41,26 @@ def image_block(num_image_tokens: int) -> str:
     return IMG_START + IMG_CONTEXT * num_image_tokens + IMG_END
 
 
-def user_message(num_frames: int, num_image_tokens: int, question: str) -> str:
-    """The user turn: each frame on its own line, then the question."""
-    frames = "".join(f"Frame{i + 1}: {image_block(num_image_tokens)}\n" for i in range(num_frames))
-    return frames + question
+def user_text(num_frames: int, num_image_tokens: int, question: str) -> str:
+    """The user turn's text: the frames' blocks joined by newlines, the question right after."""
+    return "\n".join([image_block(num_image_tokens)] * num_frames) + question
 
 
-def tokenize_conversation(
-    tokenizer: PreTrainedTokenizerBase, user: str, answer: str
+def _encode(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def training_tokens(
+    tokenizer: PreTrainedTokenizerBase, num_frames: int, num_image_tokens: int, question: str, answer: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, labels) of a one-turn chat; labels are -100 except on the answer and the
+    """(input_ids, labels) of one training sample; labels are -100 except on the answer and the
     `<|im_end|>` closing it, so the model learns to emit `[SEG]` and stop."""
     if SEG_TOKEN not in answer:
         raise ValueError(f"answer {answer!r} has no {SEG_TOKEN}")
-    turn = [{"role": "user", "content": user}]
-    prompt = tokenizer.apply_chat_template(turn, add_generation_prompt=True, tokenize=False)
-    full = tokenizer.apply_chat_template(turn + [{"role": "assistant", "content": answer}], tokenize=False)
-    if not full.startswith(prompt):
-        raise ValueError("the chat template renders the prompt differently with and without the answer")
-    completion = full[len(prompt) :].rstrip("\n")  # the newline after <|im_end|> is not learned
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-    input_ids = torch.tensor(prompt_ids + completion_ids, dtype=torch.long)
-    labels = torch.tensor([IGNORE_INDEX] * len(prompt_ids) + completion_ids, dtype=torch.long)
+    prompt = _encode(tokenizer, INSTRUCTION.format(input=user_text(num_frames, num_image_tokens, question)))
+    output, sep = _encode(tokenizer, answer + SUFFIX), _encode(tokenizer, SEP)
+    input_ids = torch.tensor(prompt + output + sep, dtype=torch.long)
+    labels = torch.tensor([IGNORE_INDEX] * len(prompt) + output + [IGNORE_INDEX] * len(sep), dtype=torch.long)
     return input_ids, labels
 
 
@@ -48,4 +70,12 @@ def training_prompt(
     """A random question and answer over `num_frames` frames, tokenized."""
     question = QUESTIONS[rng.integers(len(QUESTIONS))]
     answer = ANSWERS[rng.integers(len(ANSWERS))]
-    return tokenize_conversation(tokenizer, user_message(num_frames, num_image_tokens, question), answer)
+    return training_tokens(tokenizer, num_frames, num_image_tokens, question, answer)
+
+
+def inference_prompt(
+    tokenizer: PreTrainedTokenizerBase, num_frames: int, num_image_tokens: int
+) -> torch.Tensor:
+    """The input_ids SeC's inference asks the LVLM for a concept with."""
+    text = user_text(num_frames, num_image_tokens, INFERENCE_QUESTION + INFERENCE_ANSWER)
+    return torch.tensor(_encode(tokenizer, INSTRUCTION.format(input=text)), dtype=torch.long)

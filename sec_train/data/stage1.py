@@ -1,5 +1,11 @@
-"""Stage-1 sampler: a clip of `num_frames` annotated frames `stride` apart and up to
-`max_objects` objects, augmented consistently, at SAM 2's resolution."""
+"""Stage-1 sampler: a clip of `num_frames` annotated frames and up to `max_objects` objects,
+augmented consistently, at SAM 2's resolution.
+
+The frames follow SAM 2's `JSONRawDataset` + `RandomUniformSampler` as SeC's stage 1 configures
+them (official `training/sam2/training/dataset/vos_raw_dataset.py:285-312`,
+`vos_sampler.py:44-77`): the pool is every `stride`-th annotated frame, shuffled when `shuffle`,
+and a clip is a window of `num_frames` consecutive pool entries whose first frame shows an object.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +23,9 @@ from sec_train.types import Stage1Example, VideoSample
 class Stage1Sampler:
     """Makes one `Stage1Example` per video.
 
-    The clip starts at a frame where at least one object is visible (the first frame is
-    prompted with the GT masks); the objects are drawn among those visible there.
+    The clip's first frame shows at least one object (it is prompted with the GT masks); the
+    objects are drawn among those visible there. With `cfg.shuffle` the clip is random frames in
+    random order, otherwise consecutive pool frames in time order.
 
     Args:
         cfg: clip length, stride, object count and augmentations.
@@ -48,18 +55,25 @@ class Stage1Sampler:
     def pick(self, header: dict[str, Any], rng: np.random.Generator) -> tuple[list[int], list[int]]:
         """(annotated frame positions of the clip, object ids); raises if the video cannot give one."""
         n = len(header["frame_indices"])
-        span = (self.cfg.num_frames - 1) * self.cfg.stride + 1
-        if n < span:
-            raise ValueError(f"video has {n} annotated frames, a clip of {self.cfg.num_frames} needs {span}")
+        pool = np.arange(0, n, self.cfg.stride)
+        if len(pool) < self.cfg.num_frames:
+            raise ValueError(
+                f"video has {n} annotated frames: {len(pool)} at stride {self.cfg.stride}, "
+                f"a clip needs {self.cfg.num_frames}"
+            )
+        if self.cfg.shuffle:
+            pool = rng.permutation(pool)
         visible_at: dict[int, list[int]] = {}
         for obj, frames in header["visible"].items():
             for p in frames:
                 visible_at.setdefault(p, []).append(int(obj))
-        starts = [s for s in range(n - span + 1) if visible_at.get(s)]
+        # the official sampler redraws a window until its first frame shows an object: the same
+        # as drawing uniformly among the windows that do
+        starts = [s for s in range(len(pool) - self.cfg.num_frames + 1) if visible_at.get(int(pool[s]))]
         if not starts:
             raise ValueError("no object is visible on any possible first frame of a clip")
         start = int(rng.choice(starts))
-        candidates = sorted(visible_at[start])
+        candidates = sorted(visible_at[int(pool[start])])
         chosen = rng.permutation(len(candidates))[: self.cfg.max_objects]
         objects = [candidates[i] for i in sorted(chosen)]
-        return list(range(start, start + span, self.cfg.stride)), objects
+        return [int(p) for p in pool[start : start + self.cfg.num_frames]], objects

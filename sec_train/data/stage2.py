@@ -1,11 +1,15 @@
-"""Stage-2 sampler: the SeC recipe, one object of one video per example.
+"""Stage-2 sampler: the SeC recipe, one object of one video per example, drawn as the official
+`SegJSONDataset` draws it (`training/sec/dataloaders/sec_seg_dataset.py:202-259, 332-406`).
 
-From the video's annotated frames: a target frame with `min_context`..`max_context` frames of
-context before it; among the context frames where the object is visible, `min_refs`..`max_refs`
-reference frames with its contour drawn in green at LVLM resolution; with probability
-`noise_prob`, up to half of the middle references outline up to `max_noise_objects` other
-objects instead (the LVLM must learn to pick the right concept). SAM 2 gets the target (and in
-`fused` mode the context before it) at its resolution with the object's GT masks.
+From the video's annotated frames: a start frame where the object is visible and a target
+`min_context`..`max_context` frames after it; `min_refs`..`max_refs` reference frames among the
+object's other visible frames anywhere in the video (before or after the target), in random
+order, each with the object's contour drawn in green on the frame at its original resolution,
+then resized to the LVLM's; the target last. With `add_noise`, 0..`max_noise_objects` other
+objects (uniformly many) draw reference frames of their own, outlined around them, and those
+replace a random number of the references after the first. SAM 2 gets the target (and in
+`fused` mode the frames from the start frame on) at its resolution with the object's GT masks.
+With `cut_target_prob` (not in SeC's recipe) the target is preferably a scene-cut frame.
 """
 
 from __future__ import annotations
@@ -34,12 +38,18 @@ from sec_train.types import Stage2Example, VideoSample
 
 @dataclass
 class Stage2Plan:
-    """Which annotated frames one example uses; `outlined[i]` is the object drawn on `refs[i]`."""
+    """Which annotated frames one example uses: the object is visible on `start`, SAM 2's clip
+    runs from there to `target`; `outlined[i]` is the object drawn on reference `refs[i]`."""
 
+    start: int
     target: int
-    context: list[int]
     refs: list[int]
     outlined: list[int]
+
+    @property
+    def context(self) -> list[int]:
+        """The frames between the start frame and the target (SAM 2's memory in `fused` mode)."""
+        return list(range(self.start, self.target))
 
 
 def draw_outline(image: np.ndarray, mask: np.ndarray, thickness: int) -> None:
@@ -127,49 +137,79 @@ class Stage2Sampler:
         )
 
     def _outlined(self, sample: VideoSample, pos: int, obj: int) -> torch.Tensor:
-        image = resize_chw(sample_frame(sample, pos, self.lvlm_size), self.lvlm_size)
-        mask = resize_mask(object_mask(sample, pos, obj), self.lvlm_size)
-        draw_outline(image.permute(1, 2, 0).numpy(), mask, self.cfg.contour_thickness)
-        return image
+        """The frame with the object's contour drawn at its original resolution, then resized."""
+        image = np.array(sample_frame(sample, pos))
+        draw_outline(image, object_mask(sample, pos, obj), self.cfg.contour_thickness)
+        return resize_chw(image, self.lvlm_size)
 
     def plan(self, header: dict[str, Any], obj: int, rng: np.random.Generator) -> Stage2Plan:
-        """Draws the target, context, references and noise; raises if the video cannot give them."""
-        cfg = self.cfg
-        visible = sorted(header["visible"].get(str(obj), []))
+        """Draws the frames and the noise; raises if the object cannot give an example."""
+        visible = header["visible"].get(str(obj), [])
         if not visible:
             raise ValueError(f"object {obj} is never visible")
-        n = len(header["frame_indices"])
-        # a target needs a visible frame among the (at most max_context) frames before it
-        targets = [t for t in range(cfg.min_context, n) if any(t - cfg.max_context <= v < t for v in visible)]
-        if not targets:
-            raise ValueError(f"object {obj}: no target frame of {n} has it visible in the context before")
-        target = int(rng.choice(targets))
-        latest = max(v for v in visible if v < target)
-        num_context = int(
-            rng.integers(max(cfg.min_context, target - latest), min(cfg.max_context, target) + 1)
-        )
-        context = list(range(target - num_context, target))
-        candidates = [v for v in visible if v >= context[0] and v < target]
-        num_refs = int(
-            rng.integers(min(cfg.min_refs, len(candidates)), min(cfg.max_refs, len(candidates)) + 1)
-        )
-        refs = sorted(int(r) for r in rng.choice(candidates, num_refs, replace=False))
-        return Stage2Plan(target, context, refs, self._noise(header, obj, refs, rng))
-
-    def _noise(
-        self, header: dict[str, Any], obj: int, refs: list[int], rng: np.random.Generator
-    ) -> list[int]:
-        """The object outlined on each reference: `obj`, or a noise object on up to half of the
-        middle references (those visible there)."""
+        cuts = self._cut_targets(header, rng)
+        start, target, refs = self._frames(sorted(visible), len(header["frame_indices"]), rng, cuts)
+        if self.mode == "fused" and start == target:
+            raise ValueError(
+                f"object {obj} is visible only on the last frame: fused mode needs a frame before"
+            )
         outlined = [obj] * len(refs)
+        if self.cfg.add_noise:
+            self._add_noise(header, obj, refs, outlined, rng)
+        return Stage2Plan(start, target, refs, outlined)
+
+    def _cut_targets(self, header: dict[str, Any], rng: np.random.Generator) -> list[int]:
+        """The video's scene-cut frames with probability `cut_target_prob`, else none (and no
+        draw from `rng` when the option is off, so the official draw is unchanged)."""
+        cuts = [int(c) for c in header.get("scene_cuts", [])]
+        if not cuts or self.cfg.cut_target_prob <= 0 or rng.random() >= self.cfg.cut_target_prob:
+            return []
+        return cuts
+
+    def _frames(
+        self, visible: list[int], n: int, rng: np.random.Generator, cuts: list[int] = ()
+    ) -> tuple[int, int, list[int]]:
+        """(start, target, references) of an object visible on `visible` of `n` annotated
+        frames, by the official `_sample_frames` (sec_seg_dataset.py:379-406); a target among
+        `cuts` that a visible start frame reaches within the context range wins."""
+        cfg = self.cfg
+        offset = int(rng.integers(cfg.min_context, cfg.max_context + 1))
+        num_refs = int(rng.integers(cfg.min_refs, cfg.max_refs + 1))
+        at_cut = [
+            (v, c) for c in cuts if c < n for v in visible if cfg.min_context <= c - v <= cfg.max_context
+        ]
+        starts = [v for v in visible if v + offset < n - 1]
+        if at_cut:
+            start, target = at_cut[int(rng.integers(len(at_cut)))]
+        elif starts:
+            start = int(rng.choice(starts))
+            target = start + offset
+        else:  # too short for this offset: the first visible frame and the last frame
+            start, target = visible[0], n - 1
+        # the other visible frames, in Python's set order as the official code lists them; a
+        # random subset in random order when there are more than it asks for
+        others = list(set(visible) - {start, target})
+        if len(others) > num_refs:
+            others = [int(r) for r in rng.choice(others, num_refs, replace=False)]
+        return start, target, others
+
+    def _add_noise(
+        self, header: dict[str, Any], obj: int, refs: list[int], outlined: list[int], rng: np.random.Generator
+    ) -> None:
+        """Replaces some references after the first by other objects' own outlined references,
+        in place (sec_seg_dataset.py:232-259)."""
+        n = len(header["frame_indices"])
         others = [int(o) for o in header["object_ids"] if int(o) != obj and header["visible"].get(str(o))]
-        middle = list(range(1, len(refs) - 1))
-        if not others or len(middle) < 2 or rng.random() >= self.cfg.noise_prob:
-            return outlined
-        noise = rng.permutation(others)[: self.cfg.max_noise_objects]
-        count = int(rng.integers(1, len(middle) // 2 + 1))
-        for i in sorted(rng.choice(middle, count, replace=False)):
-            there = [int(o) for o in noise if refs[i] in header["visible"][str(o)]]
-            if there:
-                outlined[i] = there[int(rng.integers(len(there)))]
-        return outlined
+        count = int(rng.integers(0, min(self.cfg.max_noise_objects, len(others)) + 1))
+        if count == 0 or len(refs) < 2:
+            return
+        pool = []
+        for other in rng.choice(others, count, replace=False):
+            visible = sorted(header["visible"][str(other)])
+            pool += [(r, int(other)) for r in self._frames(visible, n, rng)[2]]
+        pool = [pool[i] for i in rng.permutation(len(pool))]
+        most = min((len(refs) - 1) // 2, len(pool))
+        num_replace = most if most < 2 else int(rng.integers(1, most + 1))
+        replaced = sorted(rng.choice(range(1, len(refs)), num_replace, replace=False))
+        for (frame, other), i in zip(pool, replaced):
+            refs[i], outlined[i] = frame, other

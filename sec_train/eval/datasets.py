@@ -132,7 +132,9 @@ def sample_video(sample: VideoSample) -> Video:
         return out
 
     annotations = {t: (lambda t=t: labels(t)) for t in range(len(sample.frames))}
-    return Video(sample.key, list(sample.frames), annotations)
+    cuts = sample.header.get("scene_cuts")
+    scene_cuts = None if cuts is None else [int(c) for c in cuts]
+    return Video(sample.key, list(sample.frames), annotations, scene_cuts=scene_cuts)
 
 
 def shard_videos(shard_dir: str | Path) -> Iterator[Video]:

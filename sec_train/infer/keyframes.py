@@ -4,7 +4,8 @@ One bank per object. It starts with the prompted first frame; a later frame join
 the LVLM was used on it, the predicted mask is non-empty and the object-score logit is above 1
 (SeC's rule, so only confidently re-found objects teach the concept). The LVLM gets the first
 frame plus the latest `max_size - 1` frames, each with the object's contour drawn in green
-(thickness 2) at the LVLM's resolution, as the stage-2 training data draws it.
+(thickness 2) on the frame at its own resolution and then resized to the LVLM's, as SeC's
+inference (`label_img_with_mask`, then `predict_forward`) and its stage-2 training data draw it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sec_train.data.draw import draw_contour
-from sec_train.data.images import resize_image, resize_mask
+from sec_train.data.images import resize_image
 
 DEFAULT_BANK_SIZE = 7
 MIN_OBJECT_SCORE = 1.0
@@ -56,8 +57,7 @@ class KeyframeBank:
         """Adds uint8 `[H, W, 3]` `frame` with the object's bool `[H, W]` `mask` outlined on it."""
         if frame.shape[:2] != mask.shape:
             raise ValueError(f"frame {frame_index} is {frame.shape[:2]} but its mask is {mask.shape}")
-        image = resize_image(frame, self.image_size)
-        outlined = draw_contour(image, resize_mask(mask.astype(bool), self.image_size))
+        outlined = resize_image(draw_contour(frame, mask.astype(bool)), self.image_size)
         keyframe = Keyframe(frame_index, outlined)
         if self._first is None:
             self._first = keyframe

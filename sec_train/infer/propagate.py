@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from sec_train.data.collate import PAD_MULTIPLE
 from sec_train.data.images import resize_chw, resize_image, to_chw
-from sec_train.data.prompts import tokenize_conversation, user_message
+from sec_train.data.prompts import inference_prompt
 from sec_train.infer.keyframes import DEFAULT_BANK_SIZE, KeyframeBank
 from sec_train.infer.postprocess import OverlapRule, compose_labels, fill_holes
 from sec_train.infer.scene import DEFAULT_THRESHOLD, SceneChangeDetector
@@ -39,7 +39,6 @@ from sec_train.model.tracker import (
     FrameOutput,
     TrackState,
 )
-from sec_train.tokens import INFERENCE_ANSWER, INFERENCE_QUESTION
 
 # SeC's predictor fills holes up to this area by default (`apply_postprocessing`, on unless a
 # config turns it off: inference/modeling_sec.py:167, inference/sam2_video_predictor.py:41); its VOS
@@ -150,7 +149,7 @@ class SeCPropagator:
         concepts: list[torch.Tensor | None] = [None] * len(groups)
         if scene_change:
             stats.lvlm_frames.append(t)
-            concept = self._concept([bank for g in groups for bank in g.banks], frame)
+            concept = self.concepts([bank for g in groups for bank in g.banks], frame)
             concepts = list(concept.split([len(g.object_ids) for g in groups]))
         scores = {}
         for group, concept in zip(groups, concepts):
@@ -224,7 +223,7 @@ class SeCPropagator:
             bank.add(t, frame, mask)
         return banks
 
-    def _concept(self, banks: list[KeyframeBank], frame: np.ndarray) -> torch.Tensor:
+    def concepts(self, banks: list[KeyframeBank], frame: np.ndarray) -> torch.Tensor:
         """One batched LVLM call: each object's keyframes + the current frame -> `[N, 256]`."""
         model, tokenizer = self.model, self.model.tokenizer
         current = resize_image(frame, model.lvlm_image_size)
@@ -232,8 +231,7 @@ class SeCPropagator:
         for bank in banks:
             frames = bank.images() + [current]
             images += frames
-            user = user_message(len(frames), model.num_image_tokens, INFERENCE_QUESTION)
-            prompts.append(tokenize_conversation(tokenizer, user, INFERENCE_ANSWER)[0])
+            prompts.append(inference_prompt(tokenizer, len(frames), model.num_image_tokens))
         length = -(-max(len(p) for p in prompts) // PAD_MULTIPLE) * PAD_MULTIPLE
         input_ids = torch.full((len(prompts), length), tokenizer.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros_like(input_ids)

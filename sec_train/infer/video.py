@@ -30,12 +30,15 @@ class Video:
     it (`prompts`), so objects that appear later (YouTube-VOS, LVOS) join there.
     `object_names` maps a label to the name the dataset gives the object (SA-V's per-object
     folders `000`, `001`, ...); empty for palette datasets, whose labels are the names.
+    `scene_cuts`, when known (a shard header's `scene_cuts`), are where `evaluate_model`'s
+    post-cut scores start; otherwise the detector decides.
     """
 
     name: str
     frames: list[Path | bytes]
     annotations: dict[int, Callable[[], np.ndarray]] = field(default_factory=dict)
     object_names: dict[int, str] = field(default_factory=dict)
+    scene_cuts: list[int] | None = None  # frame positions of known scene changes (synthetic GT)
 
     def __len__(self) -> int:
         return len(self.frames)

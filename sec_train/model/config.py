@@ -48,6 +48,9 @@ class TrainableConfig:
     """The LLM's input and output embeddings (the new `[SEG]` row must learn)."""
     vit: Literal["frozen", "lora"] = "frozen"
     """The InternVL vision tower: frozen, or LoRA with the LLM's rank."""
+    projector: bool = True
+    """InternVL's MLP projector from the ViT to the LLM (the release's `mlp1`; SeC's stage 2
+    trains it)."""
     text_hidden_fcs: bool = True
     """The MLP from the `[SEG]` hidden state to the 256-d concept."""
     token_attn: bool = False
@@ -56,8 +59,11 @@ class TrainableConfig:
     """SAM 2's mask decoder."""
     memory_attention: bool = False
     """SAM 2's memory attention (stage 1 trains it)."""
+    memory_temporal_encoding: bool = False
+    """SAM 2's learned per-slot encodings of the memory bank (`maskmem_tpos_enc`; SeC's stage 1
+    trains them with the memory attention)."""
     memory_encoder: bool = False
-    """SAM 2's memory encoder and object-pointer parts."""
+    """SAM 2's memory encoder and object-pointer parts (not the temporal encodings)."""
     image_encoder: bool = False
     """SAM 2's Hiera image encoder."""
     prompt_encoder: bool = False

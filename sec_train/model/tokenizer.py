@@ -36,7 +36,6 @@ CHAT_TEMPLATE = (
 # What the toy corpus adds to the stage-2 questions and answers (sec_train/tokens.py) it trains on.
 _TOY_CORPUS_EXTRA = [
     "system user assistant You are a helpful assistant that segments objects in videos.",
-    "Frame1: Frame2: Frame3: Frame4: Frame5: Frame6: Frame7: Frame8:",
     "the a an of in on to and is it that this with for from by at as frame frames image images",
     "0123456789 .,;:!?'\"()[]{}<>-_/\\|@#$%^&*+=~` \n\t",
 ]

@@ -17,16 +17,18 @@ from sec_train.model.config import TrainableConfig
 ADAPTER_NAME = "default"
 
 # SAM 2 parts by `Sam2VideoModel` attribute. "memory_encoder" holds everything that builds the
-# memory bank and the object pointers; "memory_attention" what conditions a frame on it.
+# memory bank and the object pointers; "memory_attention" what conditions a frame on it;
+# "memory_temporal_encoding" the learned per-slot encodings of the bank (SAM 2's
+# `maskmem_tpos_enc`), a part of its own because SeC's stage 1 trains them with the attention.
 SAM2_PARTS: dict[str, tuple[str, ...]] = {
     "image_encoder": ("vision_encoder",),
     "prompt_encoder": ("prompt_encoder", "shared_image_embedding"),
     "mask_decoder": ("mask_decoder",),
     "memory_attention": ("memory_attention",),
+    "memory_temporal_encoding": ("memory_temporal_positional_encoding",),
     "memory_encoder": (
         "memory_encoder",
         "mask_downsample",
-        "memory_temporal_positional_encoding",
         "no_object_pointer",
         "object_pointer_proj",
         "temporal_positional_encoding_projection_layer",
@@ -111,6 +113,7 @@ def apply_trainable(model: nn.Module, cfg: TrainableConfig) -> list[str]:
     if cfg.embeddings:
         model.lvlm.get_input_embeddings().requires_grad_(True)
         model.lvlm.get_output_embeddings().requires_grad_(True)
+    model.lvlm.model.multi_modal_projector.requires_grad_(cfg.projector)
     model.text_hidden_fcs.requires_grad_(cfg.text_hidden_fcs)
     model.token_attn.requires_grad_(cfg.token_attn)
     for part, attributes in SAM2_PARTS.items():
