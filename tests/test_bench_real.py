@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from sec_train.train.config import load_config
 from sec_train.train.plan import state_bytes
 
 pytestmark = pytest.mark.slow
@@ -19,6 +20,8 @@ ENV = {**os.environ, "DS_ACCELERATOR": "cpu", "TOKENIZERS_PARALLELISM": "false",
 # down: r x (in + out) per projection
 LORA_PER_LAYER = 128 * ((2048 + 2048) + 2 * (2048 + 256) + (2048 + 2048) + 3 * (2048 + 11008))
 TEXT_HIDDEN_FCS = 2048 * 2048 + 2048 + 2048 * 256 + 256
+# InternVL 2.5-4B's projector: LayerNorm(4096), Linear(4096 -> 2048), Linear(2048 -> 2048)
+PROJECTOR = 2 * 4096 + 4096 * 2048 + 2048 + 2048 * 2048 + 2048
 
 
 def _json_line(cmd: list[str]) -> dict:
@@ -46,7 +49,10 @@ def test_real_width_stage2_step():
             "model.trainable.embeddings=false", "data.stage2.max_refs=1", "data.stage2.max_context=2",
         ]
     )  # fmt: skip
-    assert result["trainable"] == {"lora": 2 * LORA_PER_LAYER, "text_hidden_fcs": TEXT_HIDDEN_FCS}
+    expected = {"lora": 2 * LORA_PER_LAYER, "text_hidden_fcs": TEXT_HIDDEN_FCS}
+    if load_config("configs/sec_stage2.yaml", []).model.trainable.projector:
+        expected["lvlm.model.multi_modal_projector"] = PROJECTOR
+    assert result["trainable"] == expected
     assert result["batch"]["lvlm_frames"] == 2 and result["batch"]["llm_tokens"] > 2 * 256
     assert len(result["losses"]) == 2 and all(math.isfinite(x) for x in result["losses"])
     assert result["step_flops"] > 0 and result["memory_gib"]["peak"] > 1.5  # bf16 weights alone ~1.9 GB
