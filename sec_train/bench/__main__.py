@@ -1,4 +1,4 @@
-"""`python -m sec_train.bench data|step|faults|model [--json] ...`: benchmarks that print ratios
+"""`python -m sec_train.bench data|step|faults|model|track [--json] ...`: benchmarks that print ratios
 against a baseline measured in the same process."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ _BENCHES = {
         "sec_train.bench.faults",
         "SIGKILL, damaged files, full disk under ZeRO-2: resumed == uninterrupted",
     ),
-    "model": ("sec_train.bench.model", "real dims on CUDA: tokens/s, samples/s, MFU, peak memory"),
+    "model": ("sec_train.bench.model", "real recipes at real widths (CPU or CUDA): step time, memory, MFU"),
+    "track": ("sec_train.bench.track", "tracker per-frame inference vs Meta's SAM 2 and transformers"),
 }
 
 

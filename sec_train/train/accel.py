@@ -36,12 +36,13 @@ def init_process_group() -> PartialState:
     return PartialState(backend="gloo") if distributed and not torch.cuda.is_available() else PartialState()
 
 
-def resolve_precision(cfg: TrainConfig) -> str:
+def resolve_precision(cfg: TrainConfig, cuda: bool | None = None) -> str:
     """The recipe's precision with "auto" resolved: on CUDA, "fp32_autocast_bf16" for stage 1
-    (SAM 2's trainer) and "bf16" otherwise (SeC's stage-2 DeepSpeed); "fp32" on CPU."""
+    (SAM 2's trainer) and "bf16" otherwise (SeC's stage-2 DeepSpeed); "fp32" on CPU. `cuda`
+    (default: whether CUDA is here) resolves it for another machine (the memory planner)."""
     if cfg.precision != "auto":
         return cfg.precision
-    if not torch.cuda.is_available():
+    if not (torch.cuda.is_available() if cuda is None else cuda):
         return "fp32"
     return "fp32_autocast_bf16" if cfg.model.mode == "stage1" else "bf16"
 

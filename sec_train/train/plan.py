@@ -1,0 +1,294 @@
+"""`sec-train plan --config RECIPE --gpus N --gpu-memory GB [--json]`: per-GPU memory of a real
+recipe under DeepSpeed ZeRO-2 and ZeRO-3, and the largest per-GPU batch that fits.
+
+The model of memory, per GPU (P = all parameters, T = trainable ones, N = GPUs):
+
+- weights: P x w bytes (w = 2 in bf16, 4 with fp32 weights); ZeRO-3 keeps P x w / N;
+- gradients: T x w / N (both stages partition them);
+- optimizer state: T x 12 / N in bf16 (fp32 master weights, Adam's two moments), T x 8 / N
+  with fp32 weights (their own master);
+- activations: what autograd keeps for backward, from bytes per unit measured by
+  `python -m sec_train.bench model` (`LVLM_ACTIVATION_BYTES`, `SAM_ACTIVATION_BYTES`): per LLM
+  token and layer, per LVLM frame and ViT layer, per SAM 2 frame; a mode or checkpointing
+  setting not measured yet is reported as such, not guessed;
+- workspace: the reduce (and ZeRO-3 prefetch) buckets DeepSpeed allocates, and the step's
+  transient buffers (`STEP_WORKSPACE`, measured).
+
+Parameter counts come from the recipe itself (its trainable policy on SeC's real shapes, built
+on the meta device), so a recipe that trains more plans more. The precision is the recipe's on
+a GPU (`resolve_precision`: "auto" is bf16 weights for stage 2, fp32 weights under bf16
+autocast for stage 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+
+import numpy as np
+import torch
+
+from sec_train.data.prompts import training_prompt
+from sec_train.model.real import Depth, meta_real_model
+from sec_train.model.tokenizer import build_toy_tokenizer
+from sec_train.train.accel import resolve_precision
+from sec_train.train.config import TrainConfig, load_config
+
+GIB = 2**30
+ADAM_BYTES = 12  # fp32 master weight + exp_avg + exp_avg_sq per trainable parameter
+IMAGE_TOKENS = 256  # per 448 px frame of InternVL 2.5 (1024 patches, pixel-shuffled by 0.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """One micro-batch: samples, LLM tokens (padded), LVLM frames, SAM 2 frames, tracked objects."""
+
+    samples: int
+    llm_tokens: int = 0
+    lvlm_frames: int = 0
+    sam_frames: int = 0
+    objects: int = 1
+
+    def scaled(self, samples: int) -> Shape:
+        """The same per-sample shape at `samples` samples."""
+        k = samples / self.samples
+        return Shape(
+            samples,
+            round(self.llm_tokens * k),
+            round(self.lvlm_frames * k),
+            round(self.sam_frames * k),
+            self.objects,
+        )
+
+
+def trainable_groups(model: torch.nn.Module) -> dict[str, int]:
+    """Trainable parameters by group: LoRA, embeddings, then SeC's and SAM 2's modules."""
+    groups: dict[str, int] = collections.Counter()
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        parts = name.split(".")
+        if ".lora_" in name:
+            key = "lora"
+        elif "embed_tokens" in name or "lm_head" in name:
+            key = "embeddings"
+        elif parts[0] == "sam2":
+            key = f"sam2.{parts[1]}"
+        elif parts[0] == "lvlm":  # e.g. the projector (lvlm.model.multi_modal_projector)
+            key = "lvlm." + ".".join(parts[1:3])
+        else:
+            key = parts[0]
+        groups[key] += param.numel()
+    return dict(groups)
+
+
+def weight_bytes(cfg: TrainConfig) -> int:
+    """Bytes per weight on a GPU: DeepSpeed keeps bf16 weights when the recipe trains in bf16,
+    fp32 ones otherwise (fp32, or fp32 weights under bf16 autocast)."""
+    return 2 if resolve_precision(cfg, cuda=True) == "bf16" else 4
+
+
+def parameter_counts(cfg: TrainConfig, depth: Depth) -> dict[str, int]:
+    """All and trainable parameters of the recipe's model at real widths and `depth`, and the
+    width DeepSpeed's buckets are sized by (`sec_train.train.accel`)."""
+    return model_counts(meta_real_model(cfg.model, depth))
+
+
+def model_counts(model: torch.nn.Module) -> dict[str, int]:
+    """All and trainable parameters of `model`, and its widest trainable matrix input."""
+    params = list(model.parameters())
+    return {
+        "total": sum(p.numel() for p in params),
+        "trainable": sum(p.numel() for p in params if p.requires_grad),
+        "hidden": max((p.shape[-1] for p in params if p.requires_grad and p.ndim == 2), default=1024),
+    }
+
+
+# Activation bytes autograd keeps per unit in bf16, measured by `python -m sec_train.bench model
+# --device cpu` (its "activations_saved" divided by the batch's units). The LVLM's depend on
+# whether its layers are checkpointed: "llm_layers" per LLM token and layer, "vit" per LVLM frame
+# and ViT layer, "lvlm_other" per LLM token. SAM 2's and SeC's heads' ("other") depend on the
+# mode, per SAM 2 unit (`sam_units`).
+#   python -m sec_train.bench model --device cpu --recipe sec_stage2 --zero 2 --layers 2
+#     model.trainable.embeddings=false [model.activation_checkpointing=false]
+#   (2,136 tokens, 8 LVLM frames, 1 sample)
+LVLM_ACTIVATION_BYTES: dict[bool, dict[str, float]] = {
+    True: {"llm_layers": 4096, "vit": 2_099_200, "lvlm_other": 0},
+}
+SAM_ACTIVATION_BYTES: dict[str, float] = {"concept_only": 1_048_846_336}
+# Transient memory of a step beyond the saved activations and DeepSpeed's buckets (the frozen
+# encoders' forward buffers, the loss's full-resolution masks, the allocator's slack), as the
+# CPU step measured it (see `plan_check` in README).
+STEP_WORKSPACE = 1.12 * GIB
+
+
+def sam_units(mode: str, shape: Shape) -> int:
+    """What SAM 2's activations scale with: tracked frames x objects, or in concept-only mode
+    (one target frame per sample) the samples."""
+    return shape.samples if mode == "concept_only" else shape.sam_frames * shape.objects
+
+
+def activation_bytes(cfg: TrainConfig, shape: Shape, depth: Depth) -> float:
+    """Bytes autograd keeps for backward for one micro-batch of `shape`."""
+    mode, checkpointing = cfg.model.mode, cfg.model.activation_checkpointing
+    if mode not in SAM_ACTIVATION_BYTES:
+        raise ValueError(f"no measured activation sizes for mode={mode}")
+    sam = SAM_ACTIVATION_BYTES[mode] * sam_units(mode, shape)
+    if mode == "stage1":  # no LVLM forward
+        return sam
+    if checkpointing not in LVLM_ACTIVATION_BYTES:
+        raise ValueError(f"no measured LVLM activation sizes for activation_checkpointing={checkpointing}")
+    per = LVLM_ACTIVATION_BYTES[checkpointing]
+    lvlm = (
+        per["llm_layers"] * shape.llm_tokens * depth.llm
+        + per["vit"] * shape.lvlm_frames * depth.vit
+        + per["lvlm_other"] * shape.llm_tokens
+    )
+    return lvlm + sam
+
+
+def plan_memory(
+    cfg: TrainConfig,
+    shape: Shape,
+    zero: int,
+    gpus: int,
+    depth: Depth | None = None,
+    counts: dict[str, int] | None = None,
+) -> dict[str, int]:
+    """Bytes per GPU by component for one micro-batch of `shape` (see the module docstring).
+
+    Args:
+        cfg (`TrainConfig`): the recipe (trainable policy, precision, mode, checkpointing).
+        shape (`Shape`): the micro-batch on one GPU.
+        zero (`int`): DeepSpeed ZeRO stage, 2 or 3.
+        gpus (`int`): data-parallel GPUs the state is sharded over.
+        depth (`Depth`, *optional*): the model's depth; default the real one.
+        counts (`dict`, *optional*): `parameter_counts(cfg, depth)`, when the caller has them.
+    """
+    depth = depth or Depth()
+    counts = counts or parameter_counts(cfg, depth)
+    w = weight_bytes(cfg)
+    out = state_bytes(counts["total"], counts["trainable"], w, zero, gpus)
+    out["activations"] = int(activation_bytes(cfg, shape, depth))
+    out["workspace"] = int(bucket_bytes(counts["hidden"], w, zero) + STEP_WORKSPACE)
+    out["total"] = sum(out.values())
+    return out
+
+
+def bucket_bytes(hidden: int, weight: int, zero: int) -> int:
+    """DeepSpeed's gradient buckets as `sec_train.train.accel` sizes them (hidden^2 elements):
+    ZeRO-2 double-buffers its reduce bucket (overlap_comm), ZeRO-3 has a reduce and a prefetch one."""
+    bucket = hidden * hidden
+    return (2 * bucket if zero == 2 else bucket + int(0.9 * bucket)) * weight
+
+
+def state_bytes(total: int, trainable: int, weight: int, zero: int, gpus: int) -> dict[str, int]:
+    """Weights, gradients and optimizer state per GPU for `total` parameters of which
+    `trainable` train, `weight` bytes each (see the module docstring)."""
+    # in bf16 the optimizer keeps fp32 master weights; fp32 weights are their own master
+    optimizer = ADAM_BYTES if weight == 2 else ADAM_BYTES - 4
+    return {
+        "weights": total * weight // (gpus if zero == 3 else 1),
+        "gradients": trainable * weight // gpus,
+        "optimizer": trainable * optimizer // gpus,
+    }
+
+
+def sample_shape(cfg: TrainConfig, depth: Depth | None = None) -> Shape:
+    """One sample at its largest, from the recipe's data config: stage 2 with `max_refs`
+    reference frames plus the target (256 tokens each, plus the prompt's text) and `max_context`
+    + 1 SAM 2 frames; stage 1 with `num_frames` frames of `max_objects` objects."""
+    if cfg.model.mode == "stage1":
+        s1 = cfg.data.stage1
+        return Shape(samples=1, sam_frames=s1.num_frames, objects=s1.max_objects)
+    s2 = cfg.data.stage2
+    frames = s2.max_refs + 1
+    return Shape(
+        samples=1,
+        llm_tokens=prompt_tokens(frames),
+        lvlm_frames=frames,
+        sam_frames=s2.max_context + 1,
+    )
+
+
+def prompt_tokens(frames: int) -> int:
+    """The longest stage-2 prompt over `frames` frames, padded to 8 as the collator pads it
+    (the toy tokenizer's text tokens; the image tokens are most of it)."""
+    tokenizer = build_toy_tokenizer()
+    longest = max(
+        len(training_prompt(tokenizer, frames, IMAGE_TOKENS, np.random.default_rng(seed))[0])
+        for seed in range(32)
+    )
+    return -(-longest // 8) * 8
+
+
+def largest_batch(
+    cfg: TrainConfig, zero: int, gpus: int, budget: int, counts: dict[str, int], limit: int = 256
+) -> int:
+    """The most samples per GPU whose planned total fits in `budget` bytes (0 if none)."""
+    one = sample_shape(cfg)
+    fits = 0
+    for samples in range(1, limit + 1):
+        if plan_memory(cfg, one.scaled(samples), zero, gpus, counts=counts)["total"] > budget:
+            break
+        fits = samples
+    return fits
+
+
+def plan(cfg: TrainConfig, gpus: int, gpu_memory_gib: float, batch: int | None = None) -> dict:
+    """The plan of `sec-train plan`: per ZeRO stage and checkpointing setting, the memory of the
+    recipe's micro-batch (or `batch`) and the largest micro-batch that fits."""
+    batch = batch or cfg.batch_size
+    budget = int(gpu_memory_gib * GIB)
+    result: dict = {"gpus": gpus, "gpu_memory_gib": gpu_memory_gib, "batch": batch, "plans": []}
+    counts = parameter_counts(cfg, Depth())
+    for zero in (2, 3):
+        for checkpointing in (True, False):
+            variant = dataclasses.replace(
+                cfg, model=dataclasses.replace(cfg.model, activation_checkpointing=checkpointing)
+            )
+            entry = {"zero": zero, "activation_checkpointing": checkpointing}
+            try:
+                memory = plan_memory(variant, sample_shape(variant).scaled(batch), zero, gpus, counts=counts)
+            except ValueError as err:  # activation sizes not measured for this setting
+                result["plans"].append({**entry, "memory_gib": None, "note": str(err)})
+                continue
+            entry["memory_gib"] = {k: round(v / GIB, 2) for k, v in memory.items()}
+            entry["fits"] = memory["total"] <= budget
+            entry["largest_batch"] = largest_batch(variant, zero, gpus, budget, counts)
+            result["plans"].append(entry)
+    return result
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="sec-train plan", description=__doc__)
+    parser.add_argument(
+        "--config", required=True, help="a real recipe (sec_stage1, sec_stage2, sec_joint, ...)"
+    )
+    parser.add_argument("--gpus", type=int, required=True, help="data-parallel GPUs")
+    parser.add_argument("--gpu-memory", type=float, required=True, help="memory per GPU, GiB")
+    parser.add_argument("--batch", type=int, help="samples per GPU (default: the recipe's batch_size)")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    result = plan(cfg, args.gpus, args.gpu_memory, args.batch)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{args.config}: {args.gpus} GPU(s) x {args.gpu_memory} GiB, {result['batch']} samples per GPU")
+    print("zero  ckpt  weights  grads  optim  activ  workspace  total  fits  largest batch")
+    for p in result["plans"]:
+        m = p["memory_gib"]
+        if m is None:
+            print(f"{p['zero']:>4}  {'on' if p['activation_checkpointing'] else 'off':>4}  {p['note']}")
+            continue
+        print(
+            f"{p['zero']:>4}  {'on' if p['activation_checkpointing'] else 'off':>4}  {m['weights']:>7}  "
+            f"{m['gradients']:>5}  {m['optimizer']:>5}  {m['activations']:>5}  {m['workspace']:>9}  "
+            f"{m['total']:>5}  "
+            f"{'yes' if p['fits'] else 'no':>4}  {p['largest_batch']:>13}"
+        )
+    return 0
