@@ -128,8 +128,8 @@ def test_two_to_one_to_two_processes_consume_the_epoch_once_and_keep_the_weights
         k if recipe == "toy_stage1" else f"{k}/1" for k in keys
     )
     meta = json.loads((out / "checkpoints" / "step-00000004" / "meta.json").read_text())
-    assert meta | {"step": 0} == {
-        "step": 0,
+    recorded = {k: meta[k] for k in ("num_processes", "global_batch", "launcher", "zero_stage")}
+    assert recorded == {
         "num_processes": 2,
         "global_batch": 2,
         "launcher": "deepspeed",
