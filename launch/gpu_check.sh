@@ -1,29 +1,32 @@
 #!/usr/bin/env bash
 # The first run on a GPU: real-size training throughput of the three real recipes (full depth,
-# random weights, ZeRO-2 and ZeRO-3, one GPU) and the tracker's speed against Meta's SAM 2 and
-# transformers. Prints the figures README's GPU rows want; under 8 minutes on one H100/H200.
+# random weights, one GPU; sec_stage2 and sec_joint under ZeRO-2 and ZeRO-3, sec_stage1 under
+# ZeRO-2) and the tracker's speed against Meta's SAM 2 and transformers. Prints one summary line
+# per run (tokens/s, MFU, peak memory against the planner's) and the tracker's JSON; the run
+# lines also go to runs_gpu_check_model.jsonl. Each command has its own time limit, so one slow
+# or failing run still leaves the others' figures; the limits add up to under 8 minutes.
 #   bash launch/gpu_check.sh            (BATCH=8 STEPS=3 to change the step shape)
-set -euo pipefail
+#   DRY_RUN=1 bash launch/gpu_check.sh  (any machine: each command loads its settings, runs nothing)
+set -uo pipefail
 cd "$(dirname "$0")/.."
 export TOKENIZERS_PARALLELISM=false WANDB_MODE=disabled PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu_check: no CUDA device')"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+DRY=${DRY_RUN:+--dry-run}
+if [ -z "$DRY" ]; then
+  python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu_check: no CUDA device')" || exit 1
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+fi
 BATCH=${BATCH:-4}
-STEPS=${STEPS:-3}
-summary() {  # one line per run: recipe, ZeRO, tokens/s, step time, MFU, peak memory, losses
-  python3 -c '
-import json, sys
-for line in sys.stdin:
-    if not line.startswith("{"):
-        continue
-    r = json.loads(line)
-    print(f"{r[\"recipe\"]:<11} zero{r[\"zero\"]}  batch {r[\"batch\"][\"samples\"]}  step {r[\"step_s\"]:.2f} s  "
-          f"{r[\"tokens_per_s\"]:.0f} tokens/s  MFU {r[\"mfu\"]:.3f} (of measured bf16 matmul)  "
-          f"peak {r[\"memory_gib\"][\"peak\"]:.1f} GiB (planned {r[\"memory_gib\"][\"planned\"][\"total\"]:.1f})  losses {r[\"losses\"]}")
-'
+STEPS=${STEPS:-2}
+OUT=runs_gpu_check_model.jsonl
+: > "$OUT"
+model() {  # model SECONDS RECIPE ZERO BATCH: one run; its summary line goes to stderr
+  timeout --kill-after=5 "$1" python3 -m sec_train.bench model --device cuda --recipe "$2" --zero "$3" \
+    --batch "$4" --steps "$STEPS" --json $DRY >> "$OUT" || echo "gpu_check: $2 zero$3 failed or passed its $1 s limit"
 }
-timeout 330 python3 -m sec_train.bench model --device cuda --batch "$BATCH" --steps "$STEPS" --json \
-  --recipe sec_stage2 sec_joint --zero 2 3 | tee runs_gpu_check_model.jsonl | summary
-timeout 60 python3 -m sec_train.bench model --device cuda --batch 1 --steps "$STEPS" --json \
-  --recipe sec_stage1 --zero 2 | tee -a runs_gpu_check_model.jsonl | summary
-timeout 90 python3 -m sec_train.bench track --device cuda --json | tail -1
+model 80 sec_stage2 2 "$BATCH"
+model 80 sec_stage2 3 "$BATCH"
+model 80 sec_joint 2 "$BATCH"
+model 80 sec_joint 3 "$BATCH"
+model 55 sec_stage1 2 1
+timeout --kill-after=5 55 python3 -m sec_train.bench track --device cuda --json $DRY | tail -1 \
+  || echo "gpu_check: bench track failed or passed its 55 s limit"

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from sec_train.bench.model import summary_line
 from sec_train.train.config import load_config
 from sec_train.train.plan import state_bytes
 
@@ -56,3 +57,4 @@ def test_real_width_stage2_step():
     assert result["batch"]["lvlm_frames"] == 2 and result["batch"]["llm_tokens"] > 2 * 256
     assert len(result["losses"]) == 2 and all(math.isfinite(x) for x in result["losses"])
     assert result["step_flops"] > 0 and result["memory_gib"]["peak"] > 1.5  # bf16 weights alone ~1.9 GB
+    assert summary_line(result).startswith("sec_stage2  zero2  2 layers  batch 1")  # gpu_check's line

@@ -16,21 +16,35 @@ from torch.utils.flop_counter import FlopCounterMode
 
 class PeakRSS:
     """Polls this process's resident set size every `interval` seconds in a thread; `peak` is the
-    largest value seen since `start` (RSS counts what the CPU allocator took from the OS)."""
+    largest value seen since `start` (RSS counts what the CPU allocator took from the OS), and
+    `phases` the largest value within each phase `phase(name)` closed."""
 
     def __init__(self, interval: float = 0.005):
         self.interval = interval
         self.peak = 0
+        self.phases: dict[str, int] = {}
+        self._phase_peak = 0
         self._stop = threading.Event()
         self._process = psutil.Process()
 
+    def _sample(self) -> None:
+        rss = self._process.memory_info().rss
+        self.peak = max(self.peak, rss)
+        self._phase_peak = max(self._phase_peak, rss)
+
     def _poll(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._process.memory_info().rss)
+            self._sample()
             time.sleep(self.interval)
 
+    def phase(self, name: str) -> None:
+        """Ends phase `name` (begun at the start or at the last `phase`): records its peak."""
+        self._sample()
+        self.phases[name] = self._phase_peak
+        self._phase_peak = self._process.memory_info().rss
+
     def __enter__(self) -> PeakRSS:
-        self.peak = self._process.memory_info().rss
+        self.peak = self._phase_peak = self._process.memory_info().rss
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
         return self
@@ -38,7 +52,7 @@ class PeakRSS:
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self._process.memory_info().rss)
+        self._sample()
 
 
 def rss_bytes() -> int:

@@ -169,17 +169,21 @@ def run_one(recipe: str, zero: int, args: argparse.Namespace) -> dict:
     baseline = rss_bytes()
     with PeakRSS() as rss:
         model = random_real_model(cfg.model, depth, device, dtype)
+        rss.phase("model")
         groups = trainable_groups(model)
         batch = real_batches(cfg, model, 1, device)[0]
         shape = batch_shape(batch)
         planned = planned_memory(cfg, shape, zero, depth, model_counts(model))
         trainer = Trainer(cfg, model=model)
+        rss.phase("trainer")
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         first = []
         with saved_activations(model, activation_groups(model)) as saved:
             flops = count_flops(lambda: first.append(trainer.train_step(batch)))
+        rss.phase("first_step")
         times, cpu_times, metrics = timed_steps(trainer, batch, args.steps, device, f"{recipe} zero{zero}")
+        rss.phase("timed_steps")
     peak = torch.cuda.max_memory_allocated() if device == "cuda" else rss.peak - baseline
     step_s, step_cpu_s = statistics.median(times), statistics.median(cpu_times)
     return {
@@ -201,6 +205,8 @@ def run_one(recipe: str, zero: int, args: argparse.Namespace) -> dict:
             "held": {k: v / GIB for k, v in held_bytes(trainer).items()},
             "activations_saved": {k: v / GIB for k, v in saved.items()},
             "peak": peak / GIB,
+            # CPU: the peak RSS of each phase (model built, DeepSpeed set up, first step, the rest)
+            "phases": {k: (v - baseline) / GIB for k, v in rss.phases.items()},
             "peak_what": "max_memory_allocated"
             if device == "cuda"
             else "peak RSS minus the RSS before the model",
@@ -217,6 +223,18 @@ def run_one(recipe: str, zero: int, args: argparse.Namespace) -> dict:
     }
 
 
+def summary_line(result: dict) -> str:
+    """One line of a run's figures: what `launch/gpu_check.sh` prints for README's GPU rows."""
+    memory, planned = result["memory_gib"], result["memory_gib"]["planned"]
+    depth = "real depth" if result["real_depth"] else f"{result['depth']['llm']} layers"
+    return (
+        f"{result['recipe']:<11} zero{result['zero']}  {depth}  batch {result['batch']['samples']}  "
+        f"step {result['step_s']:.2f} s  {result['tokens_per_s']:.0f} tokens/s  "
+        f"MFU {result['mfu']:.3f} of measured bf16 matmul  peak {memory['peak']:.2f} GiB "
+        f"(planned {'-' if planned is None else format(planned['total'], '.2f')})  losses {result['losses']}"
+    )
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m sec_train.bench model", description=__doc__)
     parser.add_argument(
@@ -231,6 +249,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=2, help="timed steps after the warm-up step")
     parser.add_argument(
         "--json", action="store_true", help="print one JSON line per run, then a summary line"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="load the runs' recipes, print them as JSON lines, run nothing"
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides")
     return parser.parse_args(argv)
@@ -269,14 +290,21 @@ def _strip_runs(argv: list[str]) -> list[str]:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    runs = [(r, z) for r in args.recipe for z in args.zero]
+    if args.dry_run:
+        for recipe, zero in runs:
+            cfg = recipe_config(recipe, zero, args.batch, args.steps + 1, args.overrides)
+            plan = {"recipe": recipe, "zero": zero, "device": args.device, "layers": args.layers}
+            print(json.dumps({**plan, "batch": cfg.batch_size, "precision": cfg.precision, "dry_run": True}))
+        return 0
     if args.device == "cuda" and not torch.cuda.is_available():
         print("bench model: no CUDA device here; run with --device cpu (and DS_ACCELERATOR=cpu)")
         return 0
-    runs = [(r, z) for r in args.recipe for z in args.zero]
     if len(runs) == 1:
         results = [run_one(*runs[0], args)]
     else:
         results = [_child(r, z, _strip_runs(argv)) for r, z in runs]
     for result in results:
         print(json.dumps(result) if args.json else json.dumps(result, indent=1))
+        print(summary_line(result), file=sys.stderr)
     return 0

@@ -109,14 +109,22 @@ def per_frame_s(fn: Callable[[], None], frames: int, device: str) -> float:
     return (time.perf_counter() - start) / frames
 
 
-def main(argv: list[str]) -> int:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m sec_train.bench track", description=__doc__)
     parser.add_argument("--json", action="store_true", help="last line: the result as JSON")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the fastest is kept")
-    args = parser.parse_args(argv)
+    parser.add_argument("--dry-run", action="store_true", help="print the settings as JSON, run nothing")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args.dry_run:
+        print(json.dumps({**vars(args), "meta_config": META_CONFIG}))
+        return 0
     meta = meta_predictor()
     model = transformers_model(meta).to(args.device)
     meta.to(args.device)
