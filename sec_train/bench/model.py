@@ -19,6 +19,7 @@ On CPU set DS_ACCELERATOR=cpu. A real-size step there takes minutes and ~10-15 G
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -157,10 +159,25 @@ def timed_steps(
     return times, cpu_times, metrics
 
 
+def op_profile(top: int) -> tuple[torch.profiler.profile, Callable[[], list[dict]]]:
+    """A CPU profiler and a function returning its `top` operators by self CPU time."""
+    profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+
+    def table() -> list[dict]:
+        ops = sorted(profiler.key_averages(), key=lambda e: -e.self_cpu_time_total)[:top]
+        return [
+            {"op": e.key, "calls": e.count, "self_cpu_s": round(e.self_cpu_time_total / 1e6, 3)} for e in ops
+        ]
+
+    return profiler, table
+
+
 def run_one(recipe: str, zero: int, args: argparse.Namespace) -> dict:
     """One (recipe, ZeRO stage) in this process: warm-up step (counting FLOPs and saved
     activations), then `args.steps` timed steps on the same batch."""
     _single_process_env()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = args.device
     cfg = recipe_config(recipe, zero, args.batch, args.steps + 1, args.overrides)
     depth = Depth.truncated(args.layers)
@@ -180,22 +197,30 @@ def run_one(recipe: str, zero: int, args: argparse.Namespace) -> dict:
             torch.cuda.reset_peak_memory_stats()
         first = []
         with saved_activations(model, activation_groups(model)) as saved:
-            flops = count_flops(lambda: first.append(trainer.train_step(batch)))
+            flops = count_flops(lambda: first.append(timed_steps(trainer, batch, 1, device, "warm-up")))
         rss.phase("first_step")
-        times, cpu_times, metrics = timed_steps(trainer, batch, args.steps, device, f"{recipe} zero{zero}")
+        profiler, profile_table = op_profile(args.profile)
+        with profiler if args.profile else contextlib.nullcontext():
+            times, cpu_times, metrics = timed_steps(
+                trainer, batch, args.steps, device, f"{recipe} zero{zero}"
+            )
         rss.phase("timed_steps")
     peak = torch.cuda.max_memory_allocated() if device == "cuda" else rss.peak - baseline
+    if not times:  # --steps 0: the warm-up step's times (FLOP counting and hooks slow it)
+        times, cpu_times, _ = first[0]
     step_s, step_cpu_s = statistics.median(times), statistics.median(cpu_times)
     return {
         "recipe": recipe,
         "zero": zero,
+        "overrides": args.overrides,
         "device": device,
         "depth": dataclasses.asdict(depth),
         "real_depth": depth.is_real,
         "batch": dataclasses.asdict(shape),
         "dtype": str(dtype).removeprefix("torch."),
         "threads": torch.get_num_threads(),
-        "losses": [None if m is None else round(m["loss"], 4) for m in first + metrics],
+        "losses": [None if m is None else round(m["loss"], 4) for m in first[0][2] + metrics],
+        "step_timed": "timed steps" if args.steps else "warm-up step",
         "step_s": step_s,
         "tokens_per_s": shape.llm_tokens / step_s,
         "samples_per_s": shape.samples / step_s,
@@ -220,6 +245,7 @@ def run_one(recipe: str, zero: int, args: argparse.Namespace) -> dict:
         "mfu": flops / step_s / peak_matmul["wall"],
         # per CPU-second of this process: what load from other jobs on a shared CPU cannot distort
         "mfu_cpu_time": flops / step_cpu_s / peak_matmul["cpu"] if device == "cpu" else None,
+        "profile": profile_table() if args.profile else None,
     }
 
 
@@ -246,9 +272,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--layers", type=int, help="truncate LLM / ViT / Hiera stage-3 depth to N (default: real)"
     )
     parser.add_argument("--batch", type=int, default=1, help="samples per step")
-    parser.add_argument("--steps", type=int, default=2, help="timed steps after the warm-up step")
+    parser.add_argument(
+        "--steps", type=int, default=2, help="timed steps after the warm-up step (0: time the warm-up step)"
+    )
     parser.add_argument(
         "--json", action="store_true", help="print one JSON line per run, then a summary line"
+    )
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="report the timed steps' top N operators"
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="load the runs' recipes, print them as JSON lines, run nothing"

@@ -26,6 +26,7 @@ import argparse
 import collections
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ from sec_train.model.tokenizer import build_toy_tokenizer
 from sec_train.train.accel import resolve_precision
 from sec_train.train.config import TrainConfig, load_config
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 GIB = 2**30
 ADAM_BYTES = 12  # fp32 master weight + exp_avg + exp_avg_sq per trainable parameter
 IMAGE_TOKENS = 256  # per 448 px frame of InternVL 2.5 (1024 patches, pixel-shuffled by 0.5)
@@ -262,17 +264,65 @@ def plan(cfg: TrainConfig, gpus: int, gpu_memory_gib: float, batch: int | None =
     return result
 
 
+def check_against(result: dict) -> dict:
+    """The plan for the run a `python -m sec_train.bench model --json` line describes (its recipe,
+    overrides, ZeRO stage, depth and batch), beside the peak memory the run measured."""
+    cfg = load_config(str(CONFIGS / f"{result['recipe']}.yaml"), result["overrides"])
+    depth = Depth(**result["depth"])
+    shape = Shape(**result["batch"])
+    planned = plan_memory(cfg, shape, result["zero"], gpus=1, depth=depth)
+    measured = result["memory_gib"]["peak"] * GIB
+    return {
+        "recipe": result["recipe"],
+        "zero": result["zero"],
+        "layers": depth.llm,
+        "samples": shape.samples,
+        "measured_gib": measured / GIB,
+        "planned_gib": planned["total"] / GIB,
+        "planned_over_measured": planned["total"] / measured,
+    }
+
+
+def check(paths: list[str]) -> list[dict]:
+    """`check_against` for every run line of the files at `paths`."""
+    results = []
+    for path in paths:
+        lines = Path(path).read_text().splitlines()
+        for number, line in enumerate(lines, 1):
+            if not line.startswith("{"):
+                continue
+            result = json.loads(line)
+            if "overrides" not in result:
+                raise ValueError(f"{path}:{number}: a run line without 'overrides' (from an older bench)")
+            results.append(check_against(result))
+    return results
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="sec-train plan", description=__doc__)
-    parser.add_argument(
-        "--config", required=True, help="a real recipe (sec_stage1, sec_stage2, sec_joint, ...)"
-    )
-    parser.add_argument("--gpus", type=int, required=True, help="data-parallel GPUs")
-    parser.add_argument("--gpu-memory", type=float, required=True, help="memory per GPU, GiB")
+    parser.add_argument("--config", help="a real recipe (sec_stage1, sec_stage2, sec_joint, ...)")
+    parser.add_argument("--gpus", type=int, help="data-parallel GPUs")
+    parser.add_argument("--gpu-memory", type=float, help="memory per GPU, GiB")
     parser.add_argument("--batch", type=int, help="samples per GPU (default: the recipe's batch_size)")
+    parser.add_argument(
+        "--check",
+        nargs="+",
+        metavar="RUNS.jsonl",
+        help="instead: plan each run of `python -m sec_train.bench model --json` output, beside its peak",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
+    if args.check:
+        for row in check(args.check):
+            print(
+                json.dumps(row)
+                if args.json
+                else " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+            )
+        return 0
+    if args.config is None or args.gpus is None or args.gpu_memory is None:
+        parser.error("--config, --gpus and --gpu-memory are required (or --check)")
     cfg = load_config(args.config, args.overrides)
     result = plan(cfg, args.gpus, args.gpu_memory, args.batch)
     if args.json:
