@@ -9,8 +9,8 @@ from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoMemoryAt
 
 from sec_train.model.attention import (
     CPU_DROPOUT_ATTENTION,
+    chunk_mask,
     dropout_attention,
-    keep_mask,
     use_cpu_dropout_attention,
 )
 from sec_train.model.build import build_sec_model
@@ -51,8 +51,8 @@ def test_dropout_equals_attention_with_the_same_mask():
     ours = _grads(dropout_attention(*inputs, p, seed=seed, chunk_elements=CHUNK), inputs)
     q, k, v = inputs
     probs = torch.softmax(q @ k.transpose(-1, -2) * 32**-0.5, dim=-1)
-    mask = torch.cat([keep_mask(seed, i, probs[..., :rows, :].shape, p) for i in range(7)], dim=-2)
-    last = keep_mask(seed, 7, probs[..., 49:, :].shape, p)
+    mask = torch.cat([chunk_mask(seed, i, probs[..., :rows, :].shape, p) for i in range(7)], dim=-2)
+    last = chunk_mask(seed, 7, probs[..., 49:, :].shape, p)
     mask = torch.cat([mask, last], dim=-2)
     dropped_share = round(p * 2**16) / 2**16
     reference = _grads((probs * mask / (1 - dropped_share)) @ v, inputs)
@@ -60,13 +60,11 @@ def test_dropout_equals_attention_with_the_same_mask():
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
-def test_keep_mask_drops_its_share_and_follows_the_seed():
+def test_chunk_masks_follow_the_seed():
     shape = torch.Size([4, 1000, 250])
-    mask = keep_mask(7, 0, shape, 0.1)
-    assert mask.dtype == torch.bool and mask.shape == shape
-    assert abs(1 - mask.float().mean().item() - 0.1) < 0.002  # 1e6 draws: sd 3e-4
-    assert torch.equal(mask, keep_mask(7, 0, shape, 0.1))
-    assert not torch.equal(mask, keep_mask(7, 1, shape, 0.1))
+    mask = chunk_mask(7, 0, shape, 0.1)
+    assert torch.equal(mask, chunk_mask(7, 0, shape, 0.1))
+    assert not torch.equal(mask, chunk_mask(7, 1, shape, 0.1))
     # the masks come from a seed drawn from torch's global generator, so a seeded run repeats
     inputs = _qkv(torch.float32)
     runs = []

@@ -19,25 +19,17 @@ import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+from sec_train.model.dropout import drop_share, keep_mask
+
 CPU_DROPOUT_ATTENTION = "sdpa_cpu_dropout"
 # fp32 elements of one chunk's score matrix (32 MB): backward holds about six such tensors at once
 CHUNK_ELEMENTS = 2**23
-# The mask draws 16 random bits per score: a score drops when its bits fall below the threshold
-_LEVELS = 2**16
 
 
-def _drop_threshold(dropout_p: float) -> int:
-    return round(dropout_p * _LEVELS)
-
-
-def keep_mask(seed: int, index: int, shape: torch.Size, dropout_p: float) -> torch.Tensor:
+def chunk_mask(seed: int, index: int, shape: torch.Size, dropout_p: float) -> torch.Tensor:
     """The dropout mask of chunk `index` (True = kept), the same on every call with the same
-    arguments. A score drops with probability `round(dropout_p * 2**16) / 2**16`."""
-    generator = torch.Generator().manual_seed(seed + index)
-    numel = shape.numel()
-    bits = torch.randint(-(2**63), 2**63 - 1, (-(-numel // 4),), dtype=torch.int64, generator=generator)
-    lanes = bits.view(torch.int16)[:numel].view(shape)
-    return lanes >= _drop_threshold(dropout_p) - _LEVELS // 2
+    arguments; a weight drops with probability `drop_share(dropout_p)`."""
+    return keep_mask(shape, dropout_p, torch.Generator().manual_seed(seed + index))
 
 
 def _probs(query: torch.Tensor, key: torch.Tensor, scale: float) -> torch.Tensor:
@@ -48,11 +40,11 @@ def _probs(query: torch.Tensor, key: torch.Tensor, scale: float) -> torch.Tensor
 class _DropoutAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, query, key, value, dropout_p, scale, seed, chunk):
-        keep_scale = _LEVELS / (_LEVELS - _drop_threshold(dropout_p))
+        keep_scale = 1 / (1 - drop_share(dropout_p))
         out = query.new_empty(*query.shape[:-1], value.shape[-1])
         for index, start in enumerate(range(0, query.shape[-2], chunk)):
             probs = _probs(query[..., start : start + chunk, :], key, scale)
-            kept = keep_mask(seed, index, probs.shape, dropout_p)
+            kept = chunk_mask(seed, index, probs.shape, dropout_p)
             dropped = probs.mul_(kept).mul_(keep_scale).to(value.dtype)
             out[..., start : start + chunk, :] = torch.matmul(dropped, value)
         ctx.save_for_backward(query, key, value)
@@ -70,7 +62,7 @@ class _DropoutAttention(torch.autograd.Function):
             rows = slice(start, start + ctx.chunk)
             q, g = query[..., rows, :], grad_out[..., rows, :]
             probs = _probs(q, key, ctx.scale)
-            kept = keep_mask(ctx.seed, index, probs.shape, ctx.dropout_p)
+            kept = chunk_mask(ctx.seed, index, probs.shape, ctx.dropout_p)
             dropped = (probs * kept * ctx.keep_scale).to(value.dtype)
             grad_v += torch.matmul(dropped.transpose(-1, -2), g)
             grad_probs = torch.matmul(g, value.transpose(-1, -2)).float().mul_(kept).mul_(ctx.keep_scale)
