@@ -5,8 +5,8 @@ The model of memory, per GPU (P = all parameters, T = trainable ones, N = GPUs):
 
 - weights: P x w bytes (w = 2 in bf16, 4 with fp32 weights); ZeRO-3 keeps P x w / N;
 - gradients: T x w / N (both stages partition them);
-- optimizer state: T x 12 / N in bf16 (fp32 master weights, Adam's two moments), T x 8 / N
-  with fp32 weights (their own master);
+- optimizer state: T x 12 / N (fp32 master weights and Adam's two moments; DeepSpeed keeps its
+  own fp32 partition even when the weights are fp32, as the stage-1 run measured);
 - activations: what autograd keeps for backward, from bytes per unit measured by
   `python -m sec_train.bench model` (`LVLM_ACTIVATION_BYTES`, `SAM_ACTIVATION_BYTES`): per LLM
   token and layer, per LVLM frame and ViT layer, per SAM 2 frame; a mode or checkpointing
@@ -189,12 +189,10 @@ def bucket_bytes(hidden: int, weight: int, zero: int) -> int:
 def state_bytes(total: int, trainable: int, weight: int, zero: int, gpus: int) -> dict[str, int]:
     """Weights, gradients and optimizer state per GPU for `total` parameters of which
     `trainable` train, `weight` bytes each (see the module docstring)."""
-    # in bf16 the optimizer keeps fp32 master weights; fp32 weights are their own master
-    optimizer = ADAM_BYTES if weight == 2 else ADAM_BYTES - 4
     return {
         "weights": total * weight // (gpus if zero == 3 else 1),
         "gradients": trainable * weight // gpus,
-        "optimizer": trainable * optimizer // gpus,
+        "optimizer": trainable * ADAM_BYTES // gpus,  # DeepSpeed's fp32 partition is a copy in fp32 too
     }
 
 
