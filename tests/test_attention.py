@@ -10,7 +10,9 @@ from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoMemoryAt
 from sec_train.model.attention import (
     CPU_DROPOUT_ATTENTION,
     chunk_mask,
+    drop_share,
     dropout_attention,
+    keep_mask,
     use_cpu_dropout_attention,
 )
 from sec_train.model.build import build_sec_model
@@ -58,6 +60,14 @@ def test_dropout_equals_attention_with_the_same_mask():
     reference = _grads((probs * mask / (1 - dropped_share)) @ v, inputs)
     for a, b in zip(ours, reference):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_keep_mask_drops_its_share():
+    shape = torch.Size([4, 1000, 250])
+    mask = keep_mask(shape, 0.1, torch.Generator().manual_seed(7))
+    assert mask.dtype == torch.bool and mask.shape == shape
+    assert abs(1 - mask.float().mean().item() - 0.1) < 0.002  # 1e6 draws: sd 3e-4
+    assert abs(drop_share(0.1) - 0.1) < 1e-5
 
 
 def test_chunk_masks_follow_the_seed():

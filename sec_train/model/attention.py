@@ -19,11 +19,26 @@ import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from sec_train.model.dropout import drop_share, keep_mask
-
 CPU_DROPOUT_ATTENTION = "sdpa_cpu_dropout"
 # fp32 elements of one chunk's score matrix (32 MB): backward holds about six such tensors at once
 CHUNK_ELEMENTS = 2**23
+
+
+_LEVELS = 2**16  # a weight drops when its 16 random bits fall below round(p * 2**16)
+
+
+def drop_share(p: float) -> float:
+    """The probability a weight drops with `keep_mask(..., p)`: p rounded to a multiple of 2**-16."""
+    return round(p * _LEVELS) / _LEVELS
+
+
+def keep_mask(shape: torch.Size, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A boolean mask of `shape`, True (kept) with probability 1 - `drop_share(p)`, drawn from
+    `generator` as 16 random bits per value out of 64-bit integers (2.5x faster than `bernoulli_`
+    into a boolean tensor on CPU)."""
+    numel = shape.numel()
+    bits = torch.randint(-(2**63), 2**63 - 1, (-(-numel // 4),), dtype=torch.int64, generator=generator)
+    return bits.view(torch.int16)[:numel].view(shape) >= round(p * _LEVELS) - _LEVELS // 2
 
 
 def chunk_mask(seed: int, index: int, shape: torch.Size, dropout_p: float) -> torch.Tensor:

@@ -17,7 +17,6 @@ from transformers import (
 
 from sec_train.model.attention import use_cpu_dropout_attention
 from sec_train.model.config import ModelConfig
-from sec_train.model.dropout import use_fast_cpu_dropout
 from sec_train.model.lvlm import image_tokens_per_frame, lvlm_image_size
 from sec_train.model.sam2 import normalize_images
 from sec_train.model.stage1 import stage1_losses
@@ -60,9 +59,7 @@ class SeCModel(nn.Module):
             nn.Linear(hidden, CONCEPT_DIM, **like),
             nn.Dropout(0.0),
         )
-        # CPU training paths for SAM 2's dropout (before the copy, so token_attn has them too)
-        use_cpu_dropout_attention(sam2)
-        use_fast_cpu_dropout(sam2)
+        use_cpu_dropout_attention(sam2)  # before the copy, so token_attn attends the same way
         self.token_attn = build_token_attn(sam2)
         # a plain object holding references, so each weight appears once in the state dict
         self.tracker = Sam2Tracker(sam2, self.token_attn, memory_selection=config.memory_selection)

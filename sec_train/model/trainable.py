@@ -13,7 +13,6 @@ from peft import inject_adapter_in_model
 from torch import nn
 
 from sec_train.model.config import TrainableConfig
-from sec_train.model.dropout import use_fast_cpu_dropout
 
 ADAPTER_NAME = "default"
 
@@ -69,7 +68,6 @@ def inject_lora(model: nn.Module, peft_config: PeftLoraConfig) -> None:
     if model.lora_config is not None:
         raise ValueError("the model already has a LoRA adapter")
     inject_adapter_in_model(peft_config, model.lvlm, adapter_name=ADAPTER_NAME)
-    use_fast_cpu_dropout(model.lvlm)  # peft's lora_dropout modules
     model.lora_config = peft_config
 
 
