@@ -31,7 +31,6 @@ PART_COLORS = np.array(
     [(230, 30, 30), (30, 60, 230), (240, 220, 20), (220, 40, 220), (20, 220, 230), (250, 250, 250)], float
 )
 PART_RADIUS = 0.45  # of the body's smaller half axis
-CONCEPT_SIZE = 0.75  # object size in concept-cut videos, relative to the others
 
 
 @dataclass
@@ -137,14 +136,15 @@ def _new_look(rng: np.random.Generator, old: tuple[np.ndarray, np.ndarray]) -> t
     return colors[0], colors[1], np.array([np.cos(angle), np.sin(angle)]) * rng.uniform(0.08, 0.2)
 
 
-def _concept_cut(rng: np.random.Generator, objs: list[SynthObject], distractors: int, h: int, w: int) -> list:
+def _concept_cut(
+    rng: np.random.Generator, objs: list[SynthObject], distractors: int, free_parts: list[np.ndarray]
+) -> list:
     """Restyles every object's body at a cut and returns the distractors: each wears one object's
-    old body on another shape class with another part colour."""
+    old body on another shape class, with a part colour no one else in the video wears."""
     new = []
     for i in range(distractors):
         source = objs[i % len(objs)]
         other = [s for s in SHAPES if s != source.shape]
-        parts = [c for c in PART_COLORS if not np.array_equal(c, source.part)]
         new.append(
             SynthObject(
                 shape=other[int(rng.integers(len(other)))],
@@ -155,7 +155,7 @@ def _concept_cut(rng: np.random.Generator, objs: list[SynthObject], distractors:
                 pos=np.zeros(2),
                 vel=source.vel.copy(),  # side by side with it: they never collide
                 hidden=range(0),
-                part=parts[int(rng.integers(len(parts)))],
+                part=free_parts[i],
             )
         )
     for obj in objs:
@@ -165,11 +165,18 @@ def _concept_cut(rng: np.random.Generator, objs: list[SynthObject], distractors:
 
 
 def _bystanders(rng: np.random.Generator, count: int, h: int, w: int, frames: int) -> list[SynthObject]:
-    """Unannotated objects with parts, in view all along (concept-cut videos)."""
-    objs = [_new_object(rng, h, w, frames, can_hide=False) for _ in range(count)]
-    for obj, part in zip(objs, rng.permutation(len(PART_COLORS))):
-        obj.part, obj.radius = PART_COLORS[part], obj.radius * CONCEPT_SIZE
-    return objs
+    """Unannotated objects, in view all along (concept-cut videos)."""
+    return [_new_object(rng, h, w, frames, can_hide=False) for _ in range(count)]
+
+
+def _give_parts(rng: np.random.Generator, objs: list[SynthObject]) -> list[np.ndarray]:
+    """Gives each object a distinct part colour; returns the colours left for the distractors."""
+    if len(objs) > len(PART_COLORS):
+        raise ValueError(f"{len(objs)} objects with parts, but only {len(PART_COLORS)} part colours")
+    colors = [PART_COLORS[i] for i in rng.permutation(len(PART_COLORS))]
+    for obj, color in zip(objs, colors):
+        obj.part = color
+    return colors[len(objs) :]
 
 
 def _spread_positions(rng: np.random.Generator, count: int, h: int, w: int) -> list[np.ndarray]:
@@ -201,6 +208,7 @@ def render_video(
     concept_cut: bool = False,
     distractors: int = 1,
     bystanders: int = 0,
+    parts: bool = False,
 ) -> SynthVideo:
     """Renders one video; deterministic given `seed`.
 
@@ -210,14 +218,13 @@ def render_video(
     the cut, and `distractors` unannotated objects in their old look appear behind them there;
     objects then never leave the scene, so each segment shows them, and `bystanders` unannotated
     objects with their own look are in view all along (so that tracking must pick the object).
+    `parts` gives objects their stable part without the restyling: ordinary
+    videos of the same objects, which a pixel-level tracker learns from.
     """
     rng = np.random.default_rng(seed)
     objs = [
         _new_object(rng, height, width, frames, can_hide=i == 0 and not concept_cut) for i in range(objects)
     ]
-    if concept_cut:  # smaller, so that objects and distractors fit side by side
-        for obj, part in zip(objs, rng.permutation(len(PART_COLORS))):
-            obj.part, obj.radius = PART_COLORS[part], obj.radius * CONCEPT_SIZE
     cut = -1
     if (scene_cut or concept_cut) and frames >= 4:
         cut = int(rng.integers(frames // 4, 3 * frames // 4 + 1))
@@ -226,13 +233,16 @@ def render_video(
     masks = np.zeros((frames, objects, height, width), bool)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     # unannotated, drawn behind the objects: bystanders from the start, distractors from the cut
-    extras = _bystanders(rng, bystanders, height, width, frames) if concept_cut else []
-    bystanders = list(extras)
+    bystanders = _bystanders(rng, bystanders, height, width, frames) if concept_cut else []
+    extras = list(bystanders)
+    free_parts = _give_parts(rng, objs + bystanders) if concept_cut or parts else []
+    if concept_cut and distractors > len(free_parts):
+        raise ValueError(f"{distractors} distractors need part colours: only {len(free_parts)} are left")
     for t in range(frames):
         if t == cut:  # camera and scene change: new background, zoom and positions
             background, zoom = _background(rng, height, width), rng.uniform(0.7, 1.3)
             if concept_cut:  # apart, so that neither hides the other
-                extras = bystanders + _concept_cut(rng, objs, distractors, height, width)
+                extras = bystanders + _concept_cut(rng, objs, distractors, free_parts)
                 spread = _spread_positions(rng, len(extras) + len(objs), height, width)
                 for obj, pos in zip(extras + objs, spread):
                     obj.pos = pos
@@ -395,6 +405,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--bystanders", type=int, default=0, help="--concept-cut: unannotated objects in view all along"
     )
+    parser.add_argument(
+        "--parts",
+        action="store_true",
+        help="objects wear --concept-cut's stable part, without its restyling (ordinary "
+        "videos of the same objects, for stage 1)",
+    )
     parser.add_argument("--sav", action="store_true", help="also write SA-V style mp4 + _manual.json")
     parser.add_argument("--shard-size", type=float, default=DEFAULT_SHARD_BYTES / 1e9, help="GB per shard")
     args = parser.parse_args(argv)
@@ -413,6 +429,7 @@ def main(argv: list[str]) -> int:
         concept_cut=args.concept_cut,
         distractors=args.distractors,
         bystanders=args.bystanders,
+        parts=args.parts,
     )
     print(f"{args.out}: {index['samples']} videos, {index['objects']} objects, {index['frames']} frames")
     return 0

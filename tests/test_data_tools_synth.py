@@ -3,9 +3,10 @@
 import json
 
 import numpy as np
+import pytest
 
 from data_tools.cli import main as sec_data
-from data_tools.synth import render_video
+from data_tools.synth import PART_COLORS, _concept_cut, _give_parts, _new_object, render_video
 from sec_train.data.format import read_index
 from sec_train.eval.datasets import open_videos
 
@@ -36,17 +37,18 @@ def test_synth_command_is_deterministic(tmp_path):
     assert len(list((tmp_path / "a" / "Annotations" / "synth00001").glob("*.png"))) == 6
 
 
+def _colours(image: np.ndarray, mask: np.ndarray) -> set[tuple[int, ...]]:
+    """An object's few flat colours (rounded against JPEG-free render noise of std 4)."""
+    values, counts = np.unique(image[mask].astype(int) // 32, axis=0, return_counts=True)
+    return {tuple(v) for v, c in zip(values, counts) if c >= 0.05 * mask.sum()}
+
+
 def test_concept_cut_changes_the_look_keeps_shape_and_part_and_adds_an_old_look_distractor():
     video = render_video("v", 3, frames=12, height=72, width=96, objects=1, concept_cut=True)
     (cut,) = video.cuts
     before, after = video.frames[cut - 1].astype(int), video.frames[cut].astype(int)
     mask_before, mask_after = video.masks[cut - 1, 0], video.masks[cut, 0]
     assert video.masks[:, 0].any((1, 2)).all()  # the object never leaves
-
-    def colours(image: np.ndarray, mask: np.ndarray) -> set[tuple[int, ...]]:
-        """The object's few flat colours (rounded against JPEG-free render noise of std 4)."""
-        values, counts = np.unique(image[mask] // 32, axis=0, return_counts=True)
-        return {tuple(v) for v, c in zip(values, counts) if c >= 0.05 * mask.sum()}
 
     def wearing(image: np.ndarray, body: set[tuple[int, ...]], mask: np.ndarray) -> int:
         """Pixels outside `mask` in one of the `body` colours."""
@@ -55,13 +57,33 @@ def test_concept_cut_changes_the_look_keeps_shape_and_part_and_adds_an_old_look_
             hits |= (image // 32 == colour).all(-1)
         return int((hits & ~mask).sum())
 
-    old, new = colours(before, mask_before), colours(after, mask_after)
+    old, new = _colours(before, mask_before), _colours(after, mask_after)
     kept = old & new
     assert len(kept) == 1  # the centre part only; body and stripe colours change
     # the distractor appears at the cut, outside the object, in the object's old body colours
     old_body = old - kept
     assert wearing(after, old_body, mask_after) > 0.3 * mask_before.sum()
     assert wearing(before, old_body, mask_before) < 0.05 * mask_before.sum()
+
+
+def test_every_part_colour_in_a_video_is_worn_once():
+    """The part identifies the object: no bystander or distractor may wear the object's part."""
+    rng = np.random.default_rng(0)
+    objs = [_new_object(rng, 96, 128, 8, can_hide=False) for _ in range(3)]
+    free = _give_parts(rng, objs)
+    distractors = _concept_cut(rng, objs[:1], 2, free)
+    assert len({tuple(obj.part) for obj in objs + distractors}) == 5
+    with pytest.raises(ValueError, match="part colours"):
+        render_video("v", 0, frames=8, objects=2, concept_cut=True, bystanders=4, distractors=1)
+
+
+def test_parts_without_concept_cut_keep_every_look():
+    video = render_video("v", 1, frames=8, height=96, width=128, objects=2, parts=True)
+    (cut,) = video.cuts
+    # object 1 never leaves (only object 0 may); its colours, centre part included, survive the cut
+    before = _colours(video.frames[cut - 1], video.masks[cut - 1, 1])
+    assert before == _colours(video.frames[cut], video.masks[cut, 1])
+    assert any((np.abs(np.array(c) * 32 + 16 - PART_COLORS) < 32).all(-1).any() for c in before)
 
 
 def test_synth_shards_record_their_scene_cuts(tmp_path):

@@ -14,6 +14,7 @@ With `cut_target_prob` (not in SeC's recipe) the target is preferably a scene-cu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,7 +168,7 @@ class Stage2Sampler:
         return cuts
 
     def _frames(
-        self, visible: list[int], n: int, rng: np.random.Generator, cuts: list[int] = ()
+        self, visible: list[int], n: int, rng: np.random.Generator, cuts: Sequence[int] = ()
     ) -> tuple[int, int, list[int]]:
         """(start, target, references) of an object visible on `visible` of `n` annotated
         frames, by the official `_sample_frames` (sec_seg_dataset.py:379-406); a target among

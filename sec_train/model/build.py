@@ -25,7 +25,7 @@ import torch
 from transformers import InternVLForConditionalGeneration, PreTrainedTokenizerBase
 
 from sec_train.model.config import ModelConfig
-from sec_train.model.lvlm import build_real_lvlm_meta, build_toy_lvlm, load_lvlm
+from sec_train.model.lvlm import TOY_SIZES, build_real_lvlm_meta, build_toy_lvlm, load_lvlm
 from sec_train.model.sam2 import build_sam2, set_num_maskmem
 from sec_train.model.sec import SeCModel
 from sec_train.model.trainable import apply_trainable, inject_lora
@@ -71,8 +71,8 @@ def build_sec_model(cfg: ModelConfig) -> SeCModel:
 
 
 def _build_lvlm(source: str) -> tuple[InternVLForConditionalGeneration, PreTrainedTokenizerBase | None]:
-    if source == "toy":
-        return build_toy_lvlm()
+    if source in TOY_SIZES:
+        return build_toy_lvlm(source)
     if source == "real":
         return build_real_lvlm_meta(), None
     return load_lvlm(source)

@@ -107,8 +107,9 @@ class ModelConfig:
     recipe: the concept alone conditions the target frame) or "fused" (memory + concept, as
     inference does)."""
     lvlm: str = "toy"
-    """The LVLM: "toy" (random, small), "real" (InternVL 2.5-4B shapes on the meta device) or a
-    local HF-format InternVL directory. Ignored when `init` is set."""
+    """The LVLM: "toy" (random, small), "toy_concept" (random, 112 px frames, for the concept
+    benchmark), "real" (InternVL 2.5-4B shapes on the meta device) or a local HF-format InternVL
+    directory. Ignored when `init` is set."""
     sam2: str = "toy"
     """SAM 2: "toy", "real" or a local HF-format `Sam2VideoModel` directory. Ignored when `init`
     is set."""

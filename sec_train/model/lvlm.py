@@ -31,7 +31,15 @@ from sec_train.tokens import IMG_CONTEXT
 
 VOCAB_MULTIPLE = 64  # embedding rows are padded to this, as tensor cores like it
 
-TOY_IMAGE_SIZE = 56
+# Toy sizes: "toy" for unit tests (56 px frames, 4 image tokens, builds in milliseconds) and
+# "toy_concept", big enough to learn the concept benchmark on CPU (TRAIN.md): 112 px frames whose
+# 16 tokens per frame, a wider vision tower and LLM (whose [SEG] state varies with the frames
+# 17x more than the small toy's; it does not yet learn the benchmark's identity cue, TRAIN.md).
+TOY_SIZES = {
+    "toy": {"image": 56, "vit": (32, 2, 64), "llm": (64, 2, 128)},
+    "toy_concept": {"image": 112, "vit": (64, 2, 128), "llm": (128, 2, 256)},
+}
+PATCH_SIZE = 14  # InternViT's, toy and real
 REAL_IMAGE_SIZE = 448
 # InternVL 2.5's Qwen2.5 vocabulary (151,674 rows in InternVL2_5-4B) and its <IMG_CONTEXT> id.
 REAL_VOCAB_SIZE = 151674
@@ -42,22 +50,31 @@ def _padded(n: int) -> int:
     return -(-n // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
 
 
-def toy_lvlm_config(vocab_size: int, image_token_id: int) -> InternVLConfig:
-    """A tiny InternVL: 56 px frames, patch 14 -> 4x4 patches -> pixel-shuffle 0.5 -> 4 tokens."""
+def toy_lvlm_config(vocab_size: int, image_token_id: int, size: str = "toy") -> InternVLConfig:
+    """A tiny InternVL: patch 14, pixel-shuffle 0.5 -> (image / 28)^2 tokens per frame.
+
+    Args:
+        size (`str`): a key of `TOY_SIZES`: "toy" (56 px, 4 tokens, widths 32 / 64) or
+            "toy_concept" (112 px, 16 tokens, widths 64 / 128); width, layers and MLP width of
+            the vision tower and of the LLM.
+    """
+    sizes = TOY_SIZES[size]
+    image, patch = sizes["image"], PATCH_SIZE
+    (vit_width, vit_layers, vit_mlp), (llm_width, llm_layers, llm_mlp) = sizes["vit"], sizes["llm"]
     vision = InternVLVisionConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
+        hidden_size=vit_width,
+        num_hidden_layers=vit_layers,
         num_attention_heads=2,
-        intermediate_size=64,
-        image_size=TOY_IMAGE_SIZE,
-        patch_size=14,
+        intermediate_size=vit_mlp,
+        image_size=image,
+        patch_size=patch,
         attention_bias=True,
     )
     text = Qwen2Config(
         vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
+        hidden_size=llm_width,
+        intermediate_size=llm_mlp,
+        num_hidden_layers=llm_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=2048,
@@ -67,7 +84,7 @@ def toy_lvlm_config(vocab_size: int, image_token_id: int) -> InternVLConfig:
         vision_config=vision.to_dict(),
         text_config=text.to_dict(),
         image_token_id=image_token_id,
-        image_seq_length=(TOY_IMAGE_SIZE // 14 // 2) ** 2,
+        image_seq_length=(image // patch // 2) ** 2,
         downsample_ratio=0.5,
         tie_word_embeddings=False,
     )
@@ -81,7 +98,7 @@ def real_lvlm_config() -> InternVLConfig:
         num_attention_heads=16,
         intermediate_size=4096,
         image_size=REAL_IMAGE_SIZE,
-        patch_size=14,
+        patch_size=PATCH_SIZE,
         attention_bias=True,
         layer_scale_init_value=0.1,
     )
@@ -106,10 +123,11 @@ def real_lvlm_config() -> InternVLConfig:
     )
 
 
-def build_toy_lvlm() -> tuple[InternVLForConditionalGeneration, PreTrainedTokenizerBase]:
-    """Random toy InternVL and the toy tokenizer (which already holds `[SEG]`)."""
+def build_toy_lvlm(size: str = "toy") -> tuple[InternVLForConditionalGeneration, PreTrainedTokenizerBase]:
+    """Random toy InternVL of `size` ("toy" or "toy_concept", see `TOY_SIZES`) and the toy
+    tokenizer (which already holds `[SEG]`)."""
     tokenizer = build_toy_tokenizer()
-    config = toy_lvlm_config(_padded(len(tokenizer)), tokenizer.convert_tokens_to_ids(IMG_CONTEXT))
+    config = toy_lvlm_config(_padded(len(tokenizer)), tokenizer.convert_tokens_to_ids(IMG_CONTEXT), size)
     return InternVLForConditionalGeneration(config).eval(), tokenizer
 
 
