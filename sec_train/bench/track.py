@@ -138,10 +138,11 @@ def lockstep(
                     raise RuntimeError(f"{name} gave {t} frames, expected {frames}")
                 if device == "cuda":
                     torch.cuda.synchronize()
-                wall[name] += time.perf_counter() - start_wall
-                cpu[name] += time.process_time() - start_cpu
-                line.append(f"{name} {time.perf_counter() - start_wall:.2f}")
-            tqdm.write(f"  frame {t} (wall s): " + ", ".join(line))
+                step_wall, step_cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+                wall[name] += step_wall
+                cpu[name] += step_cpu
+                line.append(f"{name} {step_wall:.2f}/{step_cpu:.2f}")
+            tqdm.write(f"  frame {t} (wall/CPU s): " + ", ".join(line))
     return {name: {"wall": wall[name] / frames, "cpu": cpu[name] / frames} for name in runs}
 
 
