@@ -26,4 +26,4 @@ timeout 330 python3 -m sec_train.bench model --device cuda --batch "$BATCH" --st
   --recipe sec_stage2 sec_joint --zero 2 3 | tee runs_gpu_check_model.jsonl | summary
 timeout 60 python3 -m sec_train.bench model --device cuda --batch 1 --steps "$STEPS" --json \
   --recipe sec_stage1 --zero 2 | tee -a runs_gpu_check_model.jsonl | summary
-timeout 90 python3 -m sec_train.bench track --device cuda --json | tail -1
+timeout 120 python3 -m sec_train.bench track --device cuda --rounds 3 --json | tail -1
