@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # The main job on the toy default, CPU only, in about 15 minutes on 2 cores: install, synthetic
-# concept-cut videos, toy stage 1 then toy stage 2 under `accelerate launch` (2 processes,
-# DeepSpeed ZeRO-2) with stage 2 stopped mid-run and resumed, J&F overall and after the cut
-# before and after training on held-out videos (OUT/results.json), a strip of one held-out video
-# across its cut, SAM 2 only above SeC (OUT/strip.png), and `sec-train predict` overlays.
+# videos, toy stage 1 (SAM 2 learns to track two objects), toy stage 2 on the concept benchmark
+# under `accelerate launch` (2 processes, DeepSpeed ZeRO-2) stopped mid-run and resumed, J&F
+# overall and after the cut before and after training on held-out concept-cut videos
+# (OUT/results.json), a strip of one held-out video across its cut, SAM 2 only above SeC
+# (OUT/strip.png), and `sec-train predict` overlays.
 # Usage: bash launch/demo.sh [OUT]   (default OUT: runs/demo; data goes to OUT/data)
 #        DATA_SEED=1 bash launch/demo.sh runs/demo_seed1   (other training and held-out videos)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/demo}
 DATA_SEED=${DATA_SEED:-0}
-STAGE1_STEPS=${STAGE1_STEPS:-150}
-STAGE2_STEPS=${STAGE2_STEPS:-40}
-# one thread per process: the 2 training processes share 2 cores, and idle spinning OpenMP
+STAGE1_STEPS=${STAGE1_STEPS:-300}
+STAGE2_STEPS=${STAGE2_STEPS:-200}
+# one thread per process: the two stage-2 processes share 2 cores, and idle spinning OpenMP
 # threads would otherwise slow the toy model down many times over
 export OMP_NUM_THREADS=1 DS_ACCELERATOR=cpu WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
 
@@ -21,26 +22,29 @@ phase() { printf '\n=== %s  [%ds]\n' "$1" "$SECONDS"; }
 phase "1/7 install (keeps an existing torch)"
 bash launch/install.sh dev
 
-phase "2/7 synthetic concept-cut videos: training shards and held-out videos"
+phase "2/7 synthetic videos: two-object videos for stage 1, concept-cut videos for stage 2 and held out"
 rm -rf "$OUT"
-# One object per video; at its scene cut it changes colours and stripes (keeping its shape and
-# centre part) and a distractor in its old look appears (TRAIN.md, "The concept benchmark").
-# Small shards, so both processes get several.
-synth=(--frames 12 --size 96x72 --objects 1 --concept-cut)
-sec-data synth --out "$OUT/data/train" --videos 24 "${synth[@]}" --shard-size 0.0002 \
-  --seed $((2 * DATA_SEED))
-sec-data synth --out "$OUT/data/val" --videos 8 "${synth[@]}" --seed $((2 * DATA_SEED + 1))
+# Objects wear a stable centre part. Stage 1: ordinary videos, two objects to tell apart. Stage 2
+# and held out: one object that changes colours and stripes at its scene cut (keeping shape and
+# part) while a distractor in its old look appears (TRAIN.md, "The concept benchmark").
+video=(--frames 12 --size 128x96 --seed $((3 * DATA_SEED)))
+sec-data synth --out "$OUT/data/stage1" --videos 48 --objects 2 --parts "${video[@]}" --shard-size 0.0003
+video[-1]=$((3 * DATA_SEED + 1))
+sec-data synth --out "$OUT/data/train" --videos 64 --objects 1 --concept-cut "${video[@]}" --shard-size 0.0003
+video[-1]=$((3 * DATA_SEED + 2))
+sec-data synth --out "$OUT/data/val" --videos 8 --objects 1 --concept-cut "${video[@]}"
 
-phase "3/7 toy stage 1: all of the random toy SAM 2 trains (2 processes, ZeRO-2)"
-bash launch/cpu_2proc.sh configs/toy_stage1.yaml "data.train=[$OUT/data/train/shards]" \
-  data.val=null "out_dir=$OUT/stage1" "max_steps=$STAGE1_STEPS"
+phase "3/7 toy stage 1: all of the random toy SAM 2 trains (one process, two threads)"
+OMP_NUM_THREADS=2 python -m sec_train.train --config configs/toy_stage1.yaml \
+  "data.train=[$OUT/data/stage1/shards]" data.val=null "out_dir=$OUT/stage1" \
+  "max_steps=$STAGE1_STEPS" batch_size=4
 stage1=$OUT/stage1/checkpoints/$(cat "$OUT/stage1/checkpoints/latest")
 
 # Stage 2 runs under `launch` with its steps and checkpoints; `stop_at_checkpoint STEP` ends
 # the whole launch (SIGTERM, as a cluster's preemption does) once checkpoint STEP is published.
-stage2=(configs/toy_stage2.yaml "data.train=[$OUT/data/train/shards]" data.val=null
+stage2=(configs/toy_concept_stage2.yaml "data.train=[$OUT/data/train/shards]" data.val=null
   "out_dir=$OUT/stage2" "model.init=$stage1" "max_steps=$STAGE2_STEPS"
-  "save_every=$((STAGE2_STEPS / 2))")
+  "save_every=$((STAGE2_STEPS / 2))" batch_size=2)
 stop_at_checkpoint() {
   local want pid
   want=$(printf 'step-%08d' "$1")
@@ -62,7 +66,7 @@ stop_at_checkpoint() {
   printf '\nstopped stage 2 after its checkpoint %s\n' "$want"
 }
 
-phase "4/7 toy stage 2 (LoRA, embeddings, text_hidden_fcs, token_attn), stopped mid-run"
+phase "4/7 toy stage 2, fused (LoRA, embeddings, projector, text_hidden_fcs, token_attn), stopped mid-run"
 stop_at_checkpoint $((STAGE2_STEPS / 2))
 
 phase "5/7 toy stage 2 resumed (resume=auto: weights, optimizer, schedule, RNG, data position)"

@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     trained = load_model(args.trained, torch.device("cpu"))
     models = {
-        "untrained": build_sec_model(ModelConfig(mode=trained.config.mode, lvlm="toy", sam2="toy")),
+        "untrained": build_sec_model(
+            ModelConfig(mode=trained.config.mode, lvlm=trained.config.lvlm, sam2=trained.config.sam2)
+        ),
         "trained": trained,
     }
     results = score_all(models, args.data, args.ablation)

@@ -23,10 +23,10 @@ model() {  # model SECONDS RECIPE ZERO BATCH: one run; its summary line goes to 
   timeout --kill-after=5 "$1" python3 -m sec_train.bench model --device cuda --recipe "$2" --zero "$3" \
     --batch "$4" --steps "$STEPS" --json $DRY >> "$OUT" || echo "gpu_check: $2 zero$3 failed or passed its $1 s limit"
 }
-model 80 sec_stage2 2 "$BATCH"
-model 80 sec_stage2 3 "$BATCH"
-model 80 sec_joint 2 "$BATCH"
-model 80 sec_joint 3 "$BATCH"
-model 55 sec_stage1 2 1
-timeout --kill-after=5 55 python3 -m sec_train.bench track --device cuda --json $DRY | tail -1 \
-  || echo "gpu_check: bench track failed or passed its 55 s limit"
+model 70 sec_stage2 2 "$BATCH"
+model 70 sec_stage2 3 "$BATCH"
+model 70 sec_joint 2 "$BATCH"
+model 70 sec_joint 3 "$BATCH"
+model 50 sec_stage1 2 1
+timeout --kill-after=5 115 python3 -m sec_train.bench track --device cuda --rounds 3 --json $DRY | tail -1 \
+  || echo "gpu_check: bench track failed or passed its 115 s limit"

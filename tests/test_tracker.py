@@ -193,3 +193,21 @@ def test_pointer_of_a_given_mask_follows_the_chosen_output_token():
         torch.testing.assert_close(got, expected.reshape(got.shape))
         pointers.append(got)
     assert not torch.allclose(pointers[0], pointers[1])
+
+
+def test_frame_encoding_equals_transformers_and_leaves_the_encoder_as_it_was():
+    """`encode_frames` skips transformers' unused Hiera attention weights: the same features bit
+    for bit, and afterwards every attention module runs its own forward again."""
+    sam2 = random_sam2()
+    attns = [m for m in sam2.vision_encoder.modules() if type(m).__name__ == "Sam2MultiScaleAttention"]
+    hooked = attns[0].forward  # an instance-level forward, as hook libraries set, must survive
+    attns[0].forward = hooked
+    frames = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = sam2.get_image_features(frames, return_dict=True).fpn_hidden_states
+        got = Sam2Tracker(sam2).encode_frames(frames).levels
+    assert len(got) == len(expected) == 3
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)
+    assert attns[0].__dict__["forward"] is hooked
+    assert all("forward" not in m.__dict__ for m in attns[1:])

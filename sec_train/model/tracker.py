@@ -36,6 +36,7 @@ from transformers import Sam2VideoModel
 from transformers.models.sam2_video.modeling_sam2_video import NO_OBJ_SCORE, get_1d_sine_pe
 
 from sec_train.model.config import MemorySelection
+from sec_train.model.hiera import lean_attention
 from sec_train.model.token_attn import concept_condition
 
 # Mask-as-output logits: +10 inside, -10 outside (sigmoid(-10) = 4.5e-5), as SAM 2 does.
@@ -183,7 +184,8 @@ class Sam2Tracker:
 
     def encode_frames(self, images: torch.Tensor) -> FrameFeatures:
         """Runs the image encoder once over T normalised frames [T, 3, S, S]."""
-        out = self.sam2.get_image_features(images, return_dict=True)
+        with lean_attention(self.sam2.vision_encoder):  # same features, less work (see `hiera`)
+            out = self.sam2.get_image_features(images, return_dict=True)
         return FrameFeatures(
             levels=list(out.fpn_hidden_states),
             top_pos=out.fpn_position_encoding[-1][:, :1],
