@@ -164,11 +164,6 @@ def _concept_cut(
     return new
 
 
-def _bystanders(rng: np.random.Generator, count: int, h: int, w: int, frames: int) -> list[SynthObject]:
-    """Unannotated objects, in view all along (concept-cut videos)."""
-    return [_new_object(rng, h, w, frames, can_hide=False) for _ in range(count)]
-
-
 def _give_parts(rng: np.random.Generator, objs: list[SynthObject]) -> list[np.ndarray]:
     """Gives each object a distinct part colour; returns the colours left for the distractors."""
     if len(objs) > len(PART_COLORS):
@@ -218,8 +213,8 @@ def render_video(
     the cut, and `distractors` unannotated objects in their old look appear behind them there;
     objects then never leave the scene, so each segment shows them, and `bystanders` unannotated
     objects with their own look are in view all along (so that tracking must pick the object).
-    `parts` gives objects their stable part without the restyling: ordinary
-    videos of the same objects, which a pixel-level tracker learns from.
+    `parts` gives objects their stable part without the restyling: ordinary videos of the same
+    objects, which a pixel-level tracker learns from.
     """
     rng = np.random.default_rng(seed)
     objs = [
@@ -233,16 +228,19 @@ def render_video(
     masks = np.zeros((frames, objects, height, width), bool)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     # unannotated, drawn behind the objects: bystanders from the start, distractors from the cut
-    bystanders = _bystanders(rng, bystanders, height, width, frames) if concept_cut else []
-    extras = list(bystanders)
-    free_parts = _give_parts(rng, objs + bystanders) if concept_cut or parts else []
+    bystander_objs = [
+        _new_object(rng, height, width, frames, can_hide=False)
+        for _ in range(bystanders if concept_cut else 0)
+    ]
+    extras = list(bystander_objs)
+    free_parts = _give_parts(rng, objs + bystander_objs) if concept_cut or parts else []
     if concept_cut and distractors > len(free_parts):
         raise ValueError(f"{distractors} distractors need part colours: only {len(free_parts)} are left")
     for t in range(frames):
         if t == cut:  # camera and scene change: new background, zoom and positions
             background, zoom = _background(rng, height, width), rng.uniform(0.7, 1.3)
             if concept_cut:  # apart, so that neither hides the other
-                extras = bystanders + _concept_cut(rng, objs, distractors, free_parts)
+                extras = bystander_objs + _concept_cut(rng, objs, distractors, free_parts)
                 spread = _spread_positions(rng, len(extras) + len(objs), height, width)
                 for obj, pos in zip(extras + objs, spread):
                     obj.pos = pos

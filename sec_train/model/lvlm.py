@@ -31,10 +31,10 @@ from sec_train.tokens import IMG_CONTEXT
 
 VOCAB_MULTIPLE = 64  # embedding rows are padded to this, as tensor cores like it
 
-# Toy sizes: "toy" for unit tests (56 px frames, 4 image tokens, builds in milliseconds) and
-# "toy_concept", big enough to learn the concept benchmark on CPU (TRAIN.md): 112 px frames whose
-# 16 tokens per frame, a wider vision tower and LLM (whose [SEG] state varies with the frames
-# 17x more than the small toy's; it does not yet learn the benchmark's identity cue, TRAIN.md).
+# Toy sizes (image px; vision tower and LLM as width, layers, MLP width): "toy" for unit tests (4
+# image tokens per frame, builds in milliseconds) and "toy_concept" for the concept benchmark
+# (16 tokens per frame; its [SEG] state varies with the frames 17x more than the small toy's,
+# but it does not yet learn the benchmark's identity cue, TRAIN.md "The concept benchmark").
 TOY_SIZES = {
     "toy": {"image": 56, "vit": (32, 2, 64), "llm": (64, 2, 128)},
     "toy_concept": {"image": 112, "vit": (64, 2, 128), "llm": (128, 2, 256)},
@@ -59,7 +59,7 @@ def toy_lvlm_config(vocab_size: int, image_token_id: int, size: str = "toy") -> 
             the vision tower and of the LLM.
     """
     sizes = TOY_SIZES[size]
-    image, patch = sizes["image"], PATCH_SIZE
+    image = sizes["image"]
     (vit_width, vit_layers, vit_mlp), (llm_width, llm_layers, llm_mlp) = sizes["vit"], sizes["llm"]
     vision = InternVLVisionConfig(
         hidden_size=vit_width,
@@ -67,7 +67,7 @@ def toy_lvlm_config(vocab_size: int, image_token_id: int, size: str = "toy") -> 
         num_attention_heads=2,
         intermediate_size=vit_mlp,
         image_size=image,
-        patch_size=patch,
+        patch_size=PATCH_SIZE,
         attention_bias=True,
     )
     text = Qwen2Config(
@@ -84,7 +84,7 @@ def toy_lvlm_config(vocab_size: int, image_token_id: int, size: str = "toy") -> 
         vision_config=vision.to_dict(),
         text_config=text.to_dict(),
         image_token_id=image_token_id,
-        image_seq_length=(image // patch // 2) ** 2,
+        image_seq_length=(image // PATCH_SIZE // 2) ** 2,
         downsample_ratio=0.5,
         tie_word_embeddings=False,
     )
