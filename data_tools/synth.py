@@ -26,11 +26,13 @@ from sec_train.data.format import DEFAULT_SHARD_BYTES, ShardWriter, make_sample,
 from sec_train.types import VideoSample
 
 SHAPES = ("ellipse", "rectangle", "diamond")
-# Colours of the stable part: saturated and far apart, and none is the outline's green.
+# Colours of the stable part: saturated and far apart, and none is the outline's green. Each
+# channel sits mid-way in a 32-wide bin, so render noise (std 4) leaves binned colours alone.
 PART_COLORS = np.array(
-    [(230, 30, 30), (30, 60, 230), (240, 220, 20), (220, 40, 220), (20, 220, 230), (250, 250, 250)], float
+    [(240, 16, 16), (16, 48, 240), (240, 208, 16), (208, 48, 208), (16, 208, 240), (240, 240, 240)], float
 )
-PART_RADIUS = 0.45  # of the body's smaller half axis
+PART_COLOR_NAMES = ("red", "blue", "yellow", "magenta", "cyan", "white")
+PART_RADIUS = 0.7  # of the body's smaller half axis
 
 
 @dataclass
@@ -56,6 +58,7 @@ class SynthVideo:
     frames: np.ndarray
     masks: np.ndarray
     cuts: list[int]
+    parts: list[int]  # per object, its part's index into PART_COLORS (empty without parts)
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -262,7 +265,8 @@ def render_video(
             masks[t, k] = inside
         noise = rng.normal(0, 4, canvas.shape)
         images[t] = np.clip(canvas + noise, 0, 255).astype(np.uint8)
-    return SynthVideo(name=name, frames=images, masks=masks, cuts=[cut] if cut >= 0 else [])
+    parts_of = [int(np.argmin(np.abs(PART_COLORS - o.part).sum(1))) for o in objs if o.part is not None]
+    return SynthVideo(name=name, frames=images, masks=masks, cuts=[cut] if cut >= 0 else [], parts=parts_of)
 
 
 # DAVIS's palette for the first objects (0 = background); the rest are grey levels.

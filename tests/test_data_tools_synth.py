@@ -62,7 +62,7 @@ def test_concept_cut_changes_the_look_keeps_shape_and_part_and_adds_an_old_look_
     assert len(kept) == 1  # the centre part only; body and stripe colours change
     # the distractor appears at the cut, outside the object, in the object's old body colours
     old_body = old - kept
-    assert wearing(after, old_body, mask_after) > 0.3 * mask_before.sum()
+    assert wearing(after, old_body, mask_after) > 0.15 * mask_before.sum()  # the part covers half
     assert wearing(before, old_body, mask_before) < 0.05 * mask_before.sum()
 
 
@@ -82,7 +82,12 @@ def test_parts_without_concept_cut_keep_every_look():
     (cut,) = video.cuts
     # object 1 never leaves (only object 0 may); its colours, centre part included, survive the cut
     before = _colours(video.frames[cut - 1], video.masks[cut - 1, 1])
-    assert before == _colours(video.frames[cut], video.masks[cut, 1])
+    after = _colours(video.frames[cut], video.masks[cut, 1])
+
+    def near(a: tuple[int, ...], colours: set[tuple[int, ...]]) -> bool:  # noise crosses one bin edge
+        return any(max(abs(x - y) for x, y in zip(a, c)) <= 1 for c in colours)
+
+    assert all(near(c, after) for c in before) and all(near(c, before) for c in after)
     assert any((np.abs(np.array(c) * 32 + 16 - PART_COLORS) < 32).all(-1).any() for c in before)
 
 
