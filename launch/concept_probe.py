@@ -21,37 +21,22 @@ import sys
 import numpy as np
 import torch
 
-from sec_train.eval.datasets import open_videos
-from sec_train.infer.keyframes import KeyframeBank
+from sec_train.eval.concept import concept_only_mask, cut_frame_concept, cut_videos, iou
 from sec_train.infer.propagate import PropagationConfig, SeCPropagator
 from sec_train.infer.runtime import load_model
 from sec_train.infer.video import Video
 from sec_train.model.sec import SeCModel
 
 
-def _iou(mask: np.ndarray, truth: np.ndarray) -> float:
-    return float((mask & truth).sum() / max((mask | truth).sum(), 1))
-
-
-def cut_frame_concept(propagator: SeCPropagator, video: Video) -> torch.Tensor:
-    """The concept [1, 256] SeC computes on the video's first cut with a bank of frame 0."""
-    bank = KeyframeBank(propagator.model.lvlm_image_size)
-    bank.add(0, video.frame(0), video.labels(0) == 1)
-    return propagator.concepts([bank], video.frame(video.scene_cuts[0]))
-
-
-def concept_only(propagator: SeCPropagator, video: Video, concept: torch.Tensor) -> tuple[float, float]:
-    """Concept-only IoU on the cut frame, and the decoder's relative logit change when its
-    conditioned input is zeroed."""
-    tracker, cut = propagator.model.tracker, video.scene_cuts[0]
-    frame, truth = video.frame(cut), video.labels(cut) == 1
-    features = propagator._encode(frame)
+def decoder_sensitivity(propagator: SeCPropagator, video: Video, concept: torch.Tensor) -> float:
+    """The decoder's relative logit change on the cut frame when its conditioned input is zeroed."""
+    tracker = propagator.model.tracker
+    features = propagator._encode(video.frame(video.scene_cuts[0]))
     out = tracker.track_frame(tracker.init_state(1), features, 0, concept=concept, use_memory=False)
     top = features.levels[-1]
     high_res = [tracker._to_map(x, level) for level, x in enumerate(features.levels[:-1])]
     blank = tracker._sam_heads(torch.zeros_like(tracker._to_map(top)), high_res, features.image_pe, True)
-    moved = (out.mask_logits - blank.mask_logits).abs().mean() / out.mask_logits.abs().mean()
-    return _iou(propagator._video_logits(out, truth.shape)[0] > 0, truth), float(moved)
+    return float((out.mask_logits - blank.mask_logits).abs().mean() / out.mask_logits.abs().mean())
 
 
 def memory_only(model: SeCModel, video: Video) -> float:
@@ -59,22 +44,25 @@ def memory_only(model: SeCModel, video: Video) -> float:
     cut = video.scene_cuts[0]
     for t, _, labels in SeCPropagator(model, PropagationConfig(use_concept=False)).run(video):
         if t == cut:
-            return _iou(labels == 1, video.labels(cut) == 1)
+            return iou(labels == 1, video.labels(cut) == 1)
     raise ValueError(f"{video.name}: no frame {cut}")
 
 
 def probe(model: SeCModel, data: str) -> dict[str, float]:
     propagator = SeCPropagator(model, PropagationConfig())
-    videos = [v for v in open_videos(data) if v.scene_cuts]
+    videos = cut_videos(data)
     if len(videos) < 2:
         raise ValueError(f"{data}: the probe needs at least 2 videos with a recorded scene cut")
     with torch.no_grad():
         concepts = torch.cat([cut_frame_concept(propagator, v) for v in videos])
         rows = []
         for i, video in enumerate(videos):
-            own, moved = concept_only(propagator, video, concepts[i : i + 1])
-            zero, _ = concept_only(propagator, video, torch.zeros_like(concepts[i : i + 1]))
-            other, _ = concept_only(propagator, video, concepts[(i + 1) % len(videos)][None])
+            truth = video.labels(video.scene_cuts[0]) == 1
+            own, zero, other = (  # another video's concept: the previous one's
+                iou(concept_only_mask(propagator, video, concept[None]), truth)
+                for concept in (concepts[i], torch.zeros_like(concepts[i]), concepts[i - 1])
+            )
+            moved = decoder_sensitivity(propagator, video, concepts[i : i + 1])
             rows.append((own, zero, other, memory_only(model, video), moved))
     means = np.mean(rows, axis=0)
     spread = float(concepts.std(0).norm() / concepts.norm(dim=1).mean())

@@ -1,0 +1,57 @@
+"""Concept-only segmentation at scene cuts: what SeC's concept finds on its own, without memory.
+
+On a video's first scene cut the LVLM reads a keyframe bank of frame 0 (object 1 outlined) and
+the cut frame, as `SeCPropagator` asks it there, and SAM 2 segments the cut frame from the
+concept-conditioned features alone (`use_memory=False`), as the released stage 2
+(`concept_only`) trains it. With no memory to fall back on, the mask is as good as the concept.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sec_train.eval.datasets import open_videos
+from sec_train.infer.keyframes import KeyframeBank
+from sec_train.infer.propagate import PropagationConfig, SeCPropagator
+from sec_train.infer.video import Video
+from sec_train.model.sec import SeCModel
+
+
+def cut_videos(data: str) -> list[Video]:
+    """The videos of `data` with a recorded scene cut (synthetic shards and DAVIS roots hold them)."""
+    videos = [v for v in open_videos(data) if v.scene_cuts]
+    if not videos:
+        raise ValueError(f"{data}: no video with a recorded scene cut")
+    return videos
+
+
+def cut_frame_concept(propagator: SeCPropagator, video: Video) -> torch.Tensor:
+    """The concept [1, 256] SeC computes on the video's first cut with a bank of frame 0."""
+    bank = KeyframeBank(propagator.model.lvlm_image_size)
+    bank.add(0, video.frame(0), video.labels(0) == 1)
+    return propagator.concepts([bank], video.frame(video.scene_cuts[0]))
+
+
+def concept_only_mask(propagator: SeCPropagator, video: Video, concept: torch.Tensor) -> np.ndarray:
+    """Bool [H, W]: object 1 on the video's first cut frame, segmented from `concept` alone."""
+    tracker, frame = propagator.model.tracker, video.frame(video.scene_cuts[0])
+    features = propagator._encode(frame)
+    out = tracker.track_frame(tracker.init_state(1), features, 0, concept=concept, use_memory=False)
+    return propagator._video_logits(out, frame.shape[:2])[0] > 0
+
+
+def iou(mask: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union of two bool masks; 0 when both are empty."""
+    return float((mask & truth).sum() / max((mask | truth).sum(), 1))
+
+
+@torch.no_grad()
+def concept_only_iou(model: SeCModel, data: str) -> float:
+    """Mean IoU of concept-only masks on the first cut frame of every video of `data` with a cut."""
+    propagator = SeCPropagator(model, PropagationConfig())
+    scores = []
+    for video in cut_videos(data):
+        mask = concept_only_mask(propagator, video, cut_frame_concept(propagator, video))
+        scores.append(iou(mask, video.labels(video.scene_cuts[0]) == 1))
+    return float(np.mean(scores))
