@@ -13,16 +13,22 @@ OUT=${1:-runs/demo}
 DATA_SEED=${DATA_SEED:-0}
 STAGE1_STEPS=${STAGE1_STEPS:-300}
 STAGE2_STEPS=${STAGE2_STEPS:-200}
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-1000}
+# threads of the one-process phases; 1 where another job shares the cores (a descheduled OpenMP
+# thread's partner spins: a toy step then takes ten times longer)
+THREADS=${THREADS:-2}
+# a toy LVLM pretrained by an earlier run (pretrain_toy_lvlm.py's output) skips phase 3
+TOY_LVLM=${TOY_LVLM:-}
 # one thread per process: the two stage-2 processes share 2 cores, and idle spinning OpenMP
 # threads would otherwise slow the toy model down many times over
 export OMP_NUM_THREADS=1 DS_ACCELERATOR=cpu WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
 
 phase() { printf '\n=== %s  [%ds]\n' "$1" "$SECONDS"; }
 
-phase "1/7 install (keeps an existing torch)"
+phase "1/8 install (keeps an existing torch)"
 bash launch/install.sh dev
 
-phase "2/7 synthetic videos: two-object videos for stage 1, concept-cut videos for stage 2 and held out"
+phase "2/8 synthetic videos: two-object videos for stage 1, concept-cut videos for stage 2 and held out"
 rm -rf "$OUT"
 # Objects wear a stable centre part. Stage 1: ordinary videos, two objects to tell apart. Stage 2
 # and held out: one object that changes colours and stripes at its scene cut (keeping shape and
@@ -34,9 +40,15 @@ sec-data synth --out "$OUT/data/train" --videos 64 --objects 1 --concept-cut "${
 video[-1]=$((3 * DATA_SEED + 2))
 sec-data synth --out "$OUT/data/val" --videos 8 --objects 1 --concept-cut "${video[@]}"
 
-phase "3/7 toy stage 1: all of the random toy SAM 2 trains (one process, two threads)"
-OMP_NUM_THREADS=2 python -m sec_train.train --config configs/toy_stage1.yaml \
-  "data.train=[$OUT/data/stage1/shards]" data.val=null "out_dir=$OUT/stage1" \
+phase "3/8 the toy LVLM learns to see, as InternVL arrives pretrained: it names the outlined object's part"
+if [[ -z "$TOY_LVLM" ]]; then
+  TOY_LVLM=$OUT/toy_lvlm
+  OMP_NUM_THREADS=$THREADS python launch/pretrain_toy_lvlm.py "$TOY_LVLM" --steps "$PRETRAIN_STEPS" --seed "$DATA_SEED"
+fi
+
+phase "4/8 toy stage 1: all of the random toy SAM 2 trains (one process)"
+OMP_NUM_THREADS=$THREADS python -m sec_train.train --config configs/toy_stage1.yaml \
+  "data.train=[$OUT/data/stage1/shards]" data.val=null "out_dir=$OUT/stage1" "model.lvlm=$TOY_LVLM" \
   "max_steps=$STAGE1_STEPS" batch_size=4
 stage1=$OUT/stage1/checkpoints/$(cat "$OUT/stage1/checkpoints/latest")
 
@@ -66,18 +78,18 @@ stop_at_checkpoint() {
   printf '\nstopped stage 2 after its checkpoint %s\n' "$want"
 }
 
-phase "4/7 toy stage 2, fused (LoRA, embeddings, projector, text_hidden_fcs, token_attn), stopped mid-run"
+phase "5/8 toy stage 2, fused (LoRA, embeddings, projector, text_hidden_fcs, token_attn), stopped mid-run"
 stop_at_checkpoint $((STAGE2_STEPS / 2))
 
-phase "5/7 toy stage 2 resumed (resume=auto: weights, optimizer, schedule, RNG, data position)"
+phase "6/8 toy stage 2 resumed (resume=auto: weights, optimizer, schedule, RNG, data position)"
 bash launch/cpu_2proc.sh "${stage2[@]}" resume=auto
 
-phase "6/7 J&F overall and after the cut on held-out videos: untrained vs trained, SAM 2 only vs SeC"
+phase "7/8 J&F overall and after the cut on held-out videos: untrained vs trained, SAM 2 only vs SeC"
 # the shards' headers hold the cut frames the post-cut scores start at
 python launch/demo_table.py --data "$OUT/data/val/shards" --trained "$OUT/stage2" \
   --json "$OUT/results.json" --ablation
 
-phase "7/7 a held-out video across its cut: SAM 2 only above SeC; predict's overlays"
+phase "8/8 a held-out video across its cut: SAM 2 only above SeC; predict's overlays"
 python launch/demo_strip.py --data "$OUT/data/val/shards" --trained "$OUT/stage2" --out "$OUT/strip.png"
 sec-train predict --checkpoint "$OUT/stage2" --video "$OUT/data/val/JPEGImages/synth00000" \
   --mask "$OUT/data/val/Annotations/synth00000/00000.png" --out "$OUT/predict"

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data_tools.synth import PART_COLORS, render_video
+from data_tools.synth import render_video
 from sec_train.data.images import resize_image, to_chw
 from sec_train.data.prompts import inference_prompt
 from sec_train.infer.keyframes import KeyframeBank
@@ -35,10 +35,8 @@ def example(model: SeCModel, seed: int, label: str) -> tuple[torch.Tensor, int]:
     """The LVLM frames [2, 3, S, S] (outlined keyframe, cut frame) of one video and its label."""
     video = render_video("v", seed, frames=12, height=96, width=128, objects=1, concept_cut=True)
     mask = video.masks[0, 0]
-    ys, xs = np.nonzero(mask)
-    if label == "part":  # the part is a disc at the object's centre
-        centre = video.frames[0, int(ys.mean()), int(xs.mean())].astype(float)
-        y = int(np.argmin(np.abs(PART_COLORS - centre).sum(1)))
+    if label == "part":
+        y = video.parts[0]
     else:
         y = int(np.argmax(video.frames[0].reshape(-1, 3).mean(0)))
     bank = KeyframeBank(model.lvlm_image_size)
@@ -114,8 +112,11 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=600, help="the last 100 are held out")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--lvlm", default="toy_concept", help="random toy_concept, or a directory from pretrain_toy_lvlm.py"
+    )
     args = parser.parse_args()
-    model = build_sec_model(ModelConfig(lvlm="toy_concept"))
+    model = build_sec_model(ModelConfig(lvlm=args.lvlm))
     data = [example(model, 7000 + i, args.label) for i in tqdm(range(args.videos), desc="videos")]
     labels = np.array([y for _, y in data[-100:]])
     print(f"{len(data)} videos, label {args.label}: chance {np.bincount(labels).max() / len(labels):.2f}")

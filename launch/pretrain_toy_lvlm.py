@@ -1,0 +1,142 @@
+"""Pre-trains the toy LVLM to name the outlined object's part, as InternVL arrives able to see.
+
+    python launch/pretrain_toy_lvlm.py OUT_DIR [--videos 2000] [--steps 1000] [--seed 0]
+
+SeC's stage 2 starts from a pretrained InternVL whose features already describe an outlined
+object; a toy InternVL trained from random weights for the few hundred steps of a toy stage 2
+cannot learn to see the concept benchmark's identity cue (TRAIN.md, "The concept benchmark").
+This gives the toy what pretraining gives the real one. Each example is the input SeC's LVLM gets
+on a concept-cut video (`sec-data synth --concept-cut`): 1-3 keyframes before the cut with the
+object outlined, then a frame to segment from anywhere in the video, and one of SeC's questions.
+The answer is SeC's inference answer with the object's part colour named after `[SEG]` ("It is
+[SEG] red."), so the LLM learns to describe the outlined object at the position the concept is
+read from. The loss is the LLM's next-token loss on the answer; at the end the script prints the
+fraction of held-out examples whose answer it names right (greedy, every token). The result is
+an HF-format InternVL directory with its tokenizer, which `model.lvlm=OUT_DIR` loads through
+`load_lvlm`, as a real checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data_tools.synth import PART_COLOR_NAMES, SynthVideo, render_video
+from sec_train.data.collate import IGNORE_INDEX
+from sec_train.data.images import resize_image, to_chw
+from sec_train.data.prompts import training_tokens
+from sec_train.infer.keyframes import KeyframeBank
+from sec_train.model.lvlm import build_toy_lvlm, image_tokens_per_frame, lvlm_image_size
+from sec_train.model.sam2 import normalize_images
+from sec_train.tokens import INFERENCE_ANSWER, QUESTIONS, SEG_TOKEN
+
+BATCH = 16
+MAX_KEYFRAMES = 3
+
+
+def pretraining_video(seed: int, index: int) -> SynthVideo:
+    """A concept-cut video as the demo draws them, from seeds no demo data set uses."""
+    seed = 1_000_000 * (seed + 1) + index
+    return render_video(f"p{index}", seed, frames=12, height=96, width=128, objects=1, concept_cut=True)
+
+
+def held_out_video(seed: int, index: int) -> SynthVideo:
+    return pretraining_video(seed, 500_000 + index)
+
+
+def lvlm_frames(video: SynthVideo, keyframes: list[int], target: int, size: int) -> torch.Tensor:
+    """uint8 [K + 1, 3, size, size]: the keyframes with object 1 outlined, then the target frame."""
+    bank = KeyframeBank(size, max_size=len(keyframes))
+    for t in keyframes:
+        bank.add(t, video.frames[t], video.masks[t, 0])
+    images = bank.images() + [resize_image(video.frames[target], size)]
+    return torch.stack([to_chw(image) for image in images])
+
+
+def draw_batch(videos: list[SynthVideo], rng: np.random.Generator, tokenizer, size: int, tokens: int) -> dict:
+    """BATCH examples with the same number of frames; prompts right-padded."""
+    keyframes = int(rng.integers(1, MAX_KEYFRAMES + 1))
+    frames, ids, labels = [], [], []
+    for index in rng.integers(0, len(videos), BATCH):
+        video = videos[index]
+        before_cut = range(1, video.cuts[0])
+        extra = sorted(rng.choice(before_cut, min(keyframes - 1, len(before_cut)), replace=False).tolist())
+        chosen = [0, *extra] + [0] * (keyframes - 1 - len(extra))  # short pre-cut segments repeat frame 0
+        frames.append(lvlm_frames(video, chosen, int(rng.integers(0, len(video.frames))), size))
+        name = PART_COLOR_NAMES[video.parts[0]]
+        answer = INFERENCE_ANSWER.replace(SEG_TOKEN, f"{SEG_TOKEN} {name}")
+        question = QUESTIONS[rng.integers(len(QUESTIONS))]
+        input_ids, label = training_tokens(tokenizer, keyframes + 1, tokens, question, answer)
+        ids.append(input_ids)
+        labels.append(label)
+    length = max(len(i) for i in ids)
+
+    def padded(rows: list[torch.Tensor], value: int) -> torch.Tensor:
+        return torch.stack([torch.cat([row, row.new_full((length - len(row),), value)]) for row in rows])
+
+    return {
+        "pixel_values": normalize_images(torch.cat(frames), torch.float32),
+        "input_ids": padded(ids, tokenizer.pad_token_id),
+        "attention_mask": torch.stack([torch.arange(length) < len(i) for i in ids]).long(),
+        "labels": padded(labels, IGNORE_INDEX),
+    }
+
+
+@torch.no_grad()
+def answer_accuracy(model, tokenizer, size: int, tokens: int, seed: int, batches: int = 8) -> float:
+    """Fraction of held-out examples (videos the pretraining never drew) whose whole answer, the
+    part's name included, is the model's greedy next-token choice at every position."""
+    videos = [held_out_video(seed, i) for i in range(BATCH * batches)]
+    rng = np.random.default_rng(seed + 1)
+    right = []
+    for _ in range(batches):
+        batch = draw_batch(videos, rng, tokenizer, size, tokens)
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits
+        labels = batch["labels"][:, 1:]
+        wrong = (logits[:, :-1].argmax(-1) != labels) & (labels != IGNORE_INDEX)
+        right.append(~wrong.any(1))
+    return torch.cat(right).float().mean().item()
+
+
+def main() -> None:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("out", type=Path, help="directory for the pretrained toy InternVL and its tokenizer")
+    parser.add_argument("--videos", type=int, default=2000, help="concept-cut videos to draw examples from")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the weights, the videos and the draws")
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    model, tokenizer = build_toy_lvlm("toy_concept")
+    size, tokens = lvlm_image_size(model), image_tokens_per_frame(model)
+    videos = [pretraining_video(args.seed, i) for i in tqdm(range(args.videos), desc="videos")]
+    rng = np.random.default_rng(args.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    warmup = max(1, args.steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * step / args.steps))
+    )
+    model.train()
+    progress = tqdm(range(args.steps), desc="pretrain toy LVLM")
+    for _ in progress:
+        loss = model(**draw_batch(videos, rng, tokenizer, size, tokens), use_cache=False).loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        progress.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    print(f"held-out answers named right: {answer_accuracy(model, tokenizer, size, tokens, args.seed):.3f}")
+    model.save_pretrained(args.out)
+    tokenizer.save_pretrained(args.out)
+    print(f"pretrained toy LVLM: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""`launch/pretrain_toy_lvlm.py`: its examples are SeC's inference input on concept-cut videos with
+the outlined object's part named after `[SEG]`, and what it writes loads as a real InternVL does."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data_tools.synth import PART_COLOR_NAMES, PART_COLORS, render_video
+from sec_train.data.collate import IGNORE_INDEX
+from sec_train.data.draw import GREEN
+from sec_train.model.build import build_sec_model
+from sec_train.model.config import ModelConfig
+from sec_train.model.lvlm import build_toy_lvlm, image_tokens_per_frame, lvlm_image_size
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "launch" / "pretrain_toy_lvlm.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("pretrain_toy_lvlm", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_videos_record_the_part_each_object_wears():
+    for seed in range(6):
+        video = render_video("v", seed, frames=6, height=96, width=128, objects=1, concept_cut=True)
+        ys, xs = np.nonzero(video.masks[0, 0])
+        centre = video.frames[0, int(ys.mean()), int(xs.mean())]
+        assert np.abs(PART_COLORS[video.parts[0]] - centre).max() <= 20  # frames carry pixel noise
+    two = render_video("v", 0, frames=6, height=96, width=128, objects=2, parts=True)
+    assert len(set(two.parts)) == 2
+    assert render_video("v", 0, frames=6, height=96, width=128, objects=2).parts == []
+
+
+def test_examples_are_outlined_keyframes_then_a_frame_with_the_part_named_after_seg():
+    script = _script()
+    model, tokenizer = build_toy_lvlm("toy_concept")
+    size, tokens = lvlm_image_size(model), image_tokens_per_frame(model)
+    videos = [script.pretraining_video(0, i) for i in range(4)]
+    batch = script.draw_batch(videos, np.random.default_rng(3), tokenizer, size, tokens)
+    rows = batch["input_ids"].shape[0]
+    frames = batch["pixel_values"].shape[0] // rows
+    assert rows == script.BATCH and 2 <= frames <= script.MAX_KEYFRAMES + 1
+    assert batch["pixel_values"].shape[1:] == (3, size, size)
+    image_token = model.config.image_token_id
+    assert ((batch["input_ids"] == image_token).sum(1) == frames * tokens).all()
+    names = set()
+    for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"]):
+        answer = tokenizer.decode(labels[labels != IGNORE_INDEX])
+        assert answer.startswith("It is [SEG] ") and answer.endswith(".<|im_end|>"), answer
+        names.add(answer.removeprefix("It is [SEG] ").removesuffix(".<|im_end|>"))
+        assert (labels[mask == 0] == IGNORE_INDEX).all() and (ids[mask == 0] == tokenizer.pad_token_id).all()
+    assert names <= set(PART_COLOR_NAMES)
+
+    video = videos[0]
+    outlined = script.lvlm_frames(video, [0], video.cuts[0], size)
+    assert (outlined[0].permute(1, 2, 0) == torch.tensor(GREEN, dtype=torch.uint8)).all(-1).any()
+    assert not (outlined[1].permute(1, 2, 0) == torch.tensor(GREEN, dtype=torch.uint8)).all(-1).any()
+
+
+def test_a_short_run_writes_an_internvl_directory_that_sec_loads(tmp_path):
+    out = tmp_path / "toy_lvlm"
+    cmd = [sys.executable, str(SCRIPT), str(out), "--videos", "8", "--steps", "2"]
+    subprocess.run(cmd, check=True, cwd=ROOT, timeout=300, capture_output=True)
+    model = build_sec_model(ModelConfig(lvlm=str(out)))
+    torch.manual_seed(0)  # the script's --seed: the same initial weights
+    reference, _ = build_toy_lvlm("toy_concept")
+    assert model.lvlm_image_size == lvlm_image_size(reference)
+    assert model.num_image_tokens == image_tokens_per_frame(reference)
+    trained = dict(model.lvlm.named_parameters())
+    assert trained.keys() == dict(reference.named_parameters()).keys()
+    moved = [n for n, p in reference.named_parameters() if not torch.equal(p, trained[n])]
+    assert len(moved) > len(trained) // 2, "the loaded LVLM is not the pretrained one"
