@@ -3,14 +3,15 @@
     python launch/lvlm_probe.py linear                    # ridge probes on untrained features
     python launch/lvlm_probe.py supervised --steps 300    # fine-tune the whole LVLM on the cue
     python launch/lvlm_probe.py supervised --label dominant --steps 150   # an easy control
+    python launch/lvlm_probe.py linear --lvlm runs/demo/toy_lvlm   # the demo's pretrained toy LVLM
 
 Each example is SeC's inference input at a video's first cut: the keyframe (frame 0, the object
 outlined) and the cut frame, as `SeCPropagator.concepts` builds it. The label is the object's
 part colour (one of 6), or with `--label dominant` the keyframe's dominant colour channel.
-`linear` fits ridge regressions on the untrained `toy_concept` LVLM's concept, its `[SEG]` state,
-the keyframe's image tokens, and (as a reference that the pixels hold the answer) a colour
-histogram of the keyframe. `supervised` trains the whole LVLM and `text_hidden_fcs` with a linear
-head by cross-entropy. Both print held-out accuracy.
+`linear` fits ridge regressions on the `toy_concept` LVLM's concept (untrained, or with `--lvlm`
+the output of `pretrain_toy_lvlm.py`), its `[SEG]` state, the keyframe's image tokens, and (as a
+reference that the pixels hold the answer) a colour histogram of the keyframe. `supervised`
+trains the whole LVLM and `text_hidden_fcs` with a linear head by cross-entropy. Both print held-out accuracy.
 """
 
 from __future__ import annotations
