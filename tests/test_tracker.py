@@ -196,18 +196,25 @@ def test_pointer_of_a_given_mask_follows_the_chosen_output_token():
 
 
 def test_frame_encoding_equals_transformers_and_leaves_the_encoder_as_it_was():
-    """`encode_frames` skips transformers' unused Hiera attention weights: the same features bit
-    for bit, and afterwards every attention module runs its own forward again."""
+    """`encode_frames` skips transformers' unused Hiera attention weights and reuses the neck's
+    position encodings: the same features and encodings bit for bit, on a first call and on a
+    later one with another batch size, and afterwards every module runs its own forward again."""
     sam2 = random_sam2()
     attns = [m for m in sam2.vision_encoder.modules() if type(m).__name__ == "Sam2MultiScaleAttention"]
     hooked = attns[0].forward  # an instance-level forward, as hook libraries set, must survive
     attns[0].forward = hooked
-    frames = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        expected = sam2.get_image_features(frames, return_dict=True).fpn_hidden_states
-        got = Sam2Tracker(sam2).encode_frames(frames).levels
-    assert len(got) == len(expected) == 3
-    for a, b in zip(got, expected):
-        assert torch.equal(a, b)
+    frames = torch.randn(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    tracker = Sam2Tracker(sam2)
+    for batch in (frames[:2], frames, frames[:2]):
+        with torch.no_grad():
+            expected = sam2.get_image_features(batch, return_dict=True)
+            got = tracker.encode_frames(batch)
+        assert len(got.levels) == len(expected.fpn_hidden_states) == 3
+        for a, b in zip(got.levels, expected.fpn_hidden_states):
+            assert torch.equal(a, b)
+        assert torch.equal(got.top_pos, expected.fpn_position_encoding[-1][:, :1])
     assert attns[0].__dict__["forward"] is hooked
     assert all("forward" not in m.__dict__ for m in attns[1:])
+    neck_encoding = sam2.vision_encoder.neck.position_encoding
+    assert "forward" not in neck_encoding.__dict__
+    assert len(tracker._position_encodings._encodings) == 4  # one per neck level, whatever the batch

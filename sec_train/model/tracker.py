@@ -36,7 +36,7 @@ from transformers import Sam2VideoModel
 from transformers.models.sam2_video.modeling_sam2_video import NO_OBJ_SCORE, get_1d_sine_pe
 
 from sec_train.model.config import MemorySelection
-from sec_train.model.hiera import lean_attention
+from sec_train.model.hiera import PositionEncodingCache, lean_image_encoder
 from sec_train.model.token_attn import concept_condition
 
 # Mask-as-output logits: +10 inside, -10 outside (sigmoid(-10) = 4.5e-5), as SAM 2 does.
@@ -177,6 +177,7 @@ class Sam2Tracker:
         self.mask_pointer_multimask = mask_pointer_multimask
         self.memory_selection = memory_selection
         self.config = sam2.config
+        self._position_encodings = PositionEncodingCache()
 
     @property
     def image_size(self) -> int:
@@ -184,7 +185,8 @@ class Sam2Tracker:
 
     def encode_frames(self, images: torch.Tensor) -> FrameFeatures:
         """Runs the image encoder once over T normalised frames [T, 3, S, S]."""
-        with lean_attention(self.sam2.vision_encoder):  # same features, less work (see `hiera`)
+        # the same features with less work (see `hiera`)
+        with lean_image_encoder(self.sam2.vision_encoder, self._position_encodings):
             out = self.sam2.get_image_features(images, return_dict=True)
         return FrameFeatures(
             levels=list(out.fpn_hidden_states),
