@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
+from transformers import InternVLForConditionalGeneration, PreTrainedTokenizerBase
 
 from data_tools.synth import PART_COLOR_NAMES, SynthVideo, render_video
 from sec_train.data.collate import IGNORE_INDEX
@@ -45,6 +46,7 @@ def pretraining_video(seed: int, index: int) -> SynthVideo:
 
 
 def held_out_video(seed: int, index: int) -> SynthVideo:
+    """A video of seeds the pretraining never draws (it draws far fewer than 500,000)."""
     return pretraining_video(seed, 500_000 + index)
 
 
@@ -57,7 +59,9 @@ def lvlm_frames(video: SynthVideo, keyframes: list[int], target: int, size: int)
     return torch.stack([to_chw(image) for image in images])
 
 
-def draw_batch(videos: list[SynthVideo], rng: np.random.Generator, tokenizer, size: int, tokens: int) -> dict:
+def draw_batch(
+    videos: list[SynthVideo], rng: np.random.Generator, tokenizer: PreTrainedTokenizerBase, size: int, tokens: int
+) -> dict[str, torch.Tensor]:
     """BATCH examples with the same number of frames; prompts right-padded."""
     keyframes = int(rng.integers(1, MAX_KEYFRAMES + 1))
     frames, ids, labels = [], [], []
@@ -87,7 +91,14 @@ def draw_batch(videos: list[SynthVideo], rng: np.random.Generator, tokenizer, si
 
 
 @torch.no_grad()
-def answer_accuracy(model, tokenizer, size: int, tokens: int, seed: int, batches: int = 8) -> float:
+def answer_accuracy(
+    model: InternVLForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerBase,
+    size: int,
+    tokens: int,
+    seed: int,
+    batches: int = 8,
+) -> float:
     """Fraction of held-out examples (videos the pretraining never drew) whose whole answer, the
     part's name included, is the model's greedy next-token choice at every position."""
     videos = [held_out_video(seed, i) for i in range(BATCH * batches)]
