@@ -60,7 +60,11 @@ def lvlm_frames(video: SynthVideo, keyframes: list[int], target: int, size: int)
 
 
 def draw_batch(
-    videos: list[SynthVideo], rng: np.random.Generator, tokenizer: PreTrainedTokenizerBase, size: int, tokens: int
+    videos: list[SynthVideo],
+    rng: np.random.Generator,
+    tokenizer: PreTrainedTokenizerBase,
+    size: int,
+    tokens: int,
 ) -> dict[str, torch.Tensor]:
     """BATCH examples with the same number of frames; prompts right-padded."""
     keyframes = int(rng.integers(1, MAX_KEYFRAMES + 1))
