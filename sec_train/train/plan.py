@@ -9,10 +9,12 @@ The model of memory, per GPU (P = all parameters, T = trainable ones, N = GPUs):
   own fp32 partition even when the weights are fp32, as the stage-1 run measured);
 - activations: what autograd keeps for backward, from bytes per unit measured by
   `python -m sec_train.bench model` (`LVLM_ACTIVATION_BYTES`, `SAM_ACTIVATION_BYTES`): per LLM
-  token and layer, per LVLM frame and ViT layer, per SAM 2 frame; a mode or checkpointing
-  setting not measured yet is reported as such, not guessed;
-- workspace: the reduce (and ZeRO-3 prefetch) buckets DeepSpeed allocates, and the step's
-  transient buffers (`STEP_WORKSPACE`, measured).
+  token and layer, per LVLM frame and ViT layer, and SAM 2's per concept-only sample, per fused
+  SAM 2 frame and object, per stage-1 tracked frame and object; a checkpointing setting not
+  measured yet is reported as such, not guessed;
+- workspace: the reduce (and ZeRO-3 prefetch) buckets DeepSpeed allocates; under ZeRO-3 the
+  largest module's gathered weights (`gathered_bytes`); and the step's transient buffers
+  (`transient_bytes`, measured).
 
 Parameter counts come from the recipe itself (its trainable policy on SeC's real shapes, built
 on the meta device), so a recipe that trains more plans more. The precision is the recipe's on
@@ -93,51 +95,69 @@ def weight_bytes(cfg: TrainConfig) -> int:
 
 
 def parameter_counts(cfg: TrainConfig, depth: Depth) -> dict[str, int]:
-    """All and trainable parameters of the recipe's model at real widths and `depth`, and the
-    width DeepSpeed's buckets are sized by (`sec_train.train.accel`)."""
+    """All and trainable parameters of the recipe's model at real widths and `depth`, the
+    width DeepSpeed's buckets are sized by (`sec_train.train.accel`) and its largest module."""
     return model_counts(meta_real_model(cfg.model, depth))
 
 
 def model_counts(model: torch.nn.Module) -> dict[str, int]:
-    """All and trainable parameters of `model`, and its widest trainable matrix input."""
+    """All and trainable parameters of `model` (a `SeCModel`), its widest trainable matrix
+    input, and the most parameters one module that its step runs owns ("largest")."""
     params = list(model.parameters())
+    # stage 1 never runs the LVLM, so ZeRO-3 never gathers its modules (the LM head is the largest)
+    runs = model.sam2 if model.config.mode == "stage1" else model
     return {
         "total": sum(p.numel() for p in params),
         "trainable": sum(p.numel() for p in params if p.requires_grad),
         "hidden": max((p.shape[-1] for p in params if p.requires_grad and p.ndim == 2), default=1024),
+        "largest": max(sum(p.numel() for p in m.parameters(recurse=False)) for m in runs.modules()),
     }
 
 
-# Activation bytes autograd keeps per unit in bf16, measured by `python -m sec_train.bench model
-# --device cpu` (its "activations_saved" divided by the batch's units). The LVLM's depend on
+# Activation bytes autograd keeps per unit, measured by `python -m sec_train.bench model --device
+# cpu` under ZeRO-2 (its "activations_saved" divided by the batch's units; under ZeRO-3 they also
+# count the gathered weights autograd holds, which `gathered_bytes` plans). The LVLM's depend on
 # whether its layers are checkpointed: "llm_layers" per LLM token and layer, "vit" per LVLM frame
-# and ViT layer, "lvlm_other" per LLM token. SAM 2's and SeC's heads' ("other") depend on the
-# mode, per SAM 2 unit (`sam_units`).
-#   python -m sec_train.bench model --device cpu --recipe sec_stage2 --zero 2 --layers 2
-#     model.trainable.embeddings=false [model.activation_checkpointing=false]
-#   (2,136 tokens, 8 LVLM frames, 1 sample)
+# and ViT layer, "lvlm_other" per LLM token (README's measured rows, 2 and 4 layers, batch 1 and 2).
 LVLM_ACTIVATION_BYTES: dict[bool, dict[str, float]] = {
     True: {"llm_layers": 4096, "vit": 2_099_200, "lvlm_other": 0},
 }
-SAM_ACTIVATION_BYTES: dict[str, float] = {"concept_only": 1_048_846_336}
-# Transient memory of a step beyond the saved activations and DeepSpeed's buckets (the frozen
-# encoders' forward buffers, the loss's full-resolution masks, the allocator's slack), as the
-# CPU step measured it (see `plan_check` in README).
-STEP_WORKSPACE = 1.12 * GIB
+# SAM 2's and SeC's heads' ("other") per SAM 2 unit of the mode (`sam_units`), with the chunked
+# attention of `sec_train.model.attention`:
+#   concept_only: per sample (one target frame): sec_stage2, 1 sample (2 samples: 439,342,420 each)
+#   fused: per SAM 2 frame and object: sec_joint, data.stage2.max_context=3 (4 frames, 1 object)
+#   stage1: per tracked frame and object: sec_stage1, 8-frame clip, 1 object, 4 tracked frames
+SAM_ACTIVATION_BYTES: dict[str, float] = {
+    "concept_only": 443_095_366,
+    "fused": 2_461_074_753 / 4,
+    "stage1": 3_124_449_316 / 4,
+}
+# Transient bytes of a step beyond the saved activations and DeepSpeed's buffers: the peak RSS
+# the CPU runs of tests/data/plan_runs.jsonl measured less everything else planned, per unit,
+# each constant the one whose largest |log(planned / measured)| over its runs is least. With the
+# LVLM, per LLM token (a checkpointed layer's recomputed forward and its backward, one layer at a
+# time over every token; the runs at 4 layers grew more than that, see README). Stage 1 encodes
+# a micro-batch's frames in one image-encoder call (fp32 weights under autocast): per SAM 2 frame.
+TRANSIENT_BYTES = {"llm_token": 1_023_117, "stage1_frame": 246_488_173}
 
 
-def sam_units(mode: str, shape: Shape) -> int:
-    """What SAM 2's activations scale with: tracked frames x objects, or in concept-only mode
-    (one target frame per sample) the samples."""
-    return shape.samples if mode == "concept_only" else shape.sam_frames * shape.objects
+def sam_units(cfg: TrainConfig, shape: Shape) -> int:
+    """What SAM 2's activations scale with (`SAM_ACTIVATION_BYTES`): concept-only samples (one
+    target frame each), fused SAM 2 frames x objects, stage-1 tracked frames x objects (each clip
+    tracks `stage1_tracked_frames` of its frames after the first)."""
+    mode = cfg.model.mode
+    if mode == "concept_only":
+        return shape.samples
+    if mode == "stage1":
+        frames = shape.sam_frames // shape.samples
+        return shape.samples * min(cfg.model.stage1_tracked_frames, frames - 1) * shape.objects
+    return shape.sam_frames * shape.objects
 
 
 def activation_bytes(cfg: TrainConfig, shape: Shape, depth: Depth) -> float:
     """Bytes autograd keeps for backward for one micro-batch of `shape`."""
     mode, checkpointing = cfg.model.mode, cfg.model.activation_checkpointing
-    if mode not in SAM_ACTIVATION_BYTES:
-        raise ValueError(f"no measured activation sizes for mode={mode}")
-    sam = SAM_ACTIVATION_BYTES[mode] * sam_units(mode, shape)
+    sam = SAM_ACTIVATION_BYTES[mode] * sam_units(cfg, shape)
     if mode == "stage1":  # no LVLM forward
         return sam
     if checkpointing not in LVLM_ACTIVATION_BYTES:
@@ -149,6 +169,22 @@ def activation_bytes(cfg: TrainConfig, shape: Shape, depth: Depth) -> float:
         + per["lvlm_other"] * shape.llm_tokens
     )
     return lvlm + sam
+
+
+def transient_bytes(cfg: TrainConfig, shape: Shape) -> float:
+    """The step's transient bytes (`TRANSIENT_BYTES`) for one micro-batch of `shape`."""
+    if cfg.model.mode == "stage1":
+        return TRANSIENT_BYTES["stage1_frame"] * shape.sam_frames
+    return TRANSIENT_BYTES["llm_token"] * shape.llm_tokens
+
+
+def gathered_bytes(counts: dict[str, int], weight: int, zero: int) -> int:
+    """ZeRO-3's gathered weights in flight beyond its prefetch bucket: it gathers a module's whole
+    weights to run it, and autograd keeps them to the module's backward when its output needs a
+    gradient; the largest module the step runs bounds that (SeC's LM head, 311 M parameters; the
+    runs measured +0.53-0.62 GiB over ZeRO-2 in the step, and +0.0 in stage 1, which never runs
+    the LVLM). At one GPU it is a second copy; at N it comes on top of a 1/N partition."""
+    return counts["largest"] * weight if zero == 3 else 0
 
 
 def plan_memory(
@@ -174,7 +210,11 @@ def plan_memory(
     w = weight_bytes(cfg)
     out = state_bytes(counts["total"], counts["trainable"], w, zero, gpus)
     out["activations"] = int(activation_bytes(cfg, shape, depth))
-    out["workspace"] = int(bucket_bytes(counts["hidden"], w, zero) + STEP_WORKSPACE)
+    out["workspace"] = int(
+        bucket_bytes(counts["hidden"], w, zero)
+        + gathered_bytes(counts, w, zero)
+        + transient_bytes(cfg, shape)
+    )
     out["total"] = sum(out.values())
     return out
 
