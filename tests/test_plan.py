@@ -31,12 +31,13 @@ def test_check_names_a_run_line_it_cannot_replan(tmp_path):
 
 
 def test_plan_check_keeps_every_recorded_run_within_15_percent():
-    """Stage 2 at 2 and 4 layers and 1 and 2 samples, joint and stage 1, each under ZeRO-2 and 3."""
+    """Stage 2 at 2, 4 and 6 layers and 1 and 2 samples, joint and stage 1, each under ZeRO-2
+    and 3: first steps (`--steps 0`; stage 1's later steps track other frames, see README)."""
     rows = check([str(RUNS)])
     assert {(r["recipe"], r["zero"]) for r in rows} == {
         (recipe, zero) for recipe in ("sec_stage1", "sec_stage2", "sec_joint") for zero in (2, 3)
     }
-    assert {r["layers"] for r in rows} >= {2, 4} and {r["samples"] for r in rows} >= {1, 2}
+    assert {r["layers"] for r in rows} >= {2, 4, 6} and {r["samples"] for r in rows} >= {1, 2}
     for row in rows:
         assert 0.85 <= row["planned_over_measured"] <= 1.15, row
 

@@ -135,10 +135,12 @@ SAM_ACTIVATION_BYTES: dict[str, float] = {
 # Transient bytes of a step beyond the saved activations and DeepSpeed's buffers: the peak RSS
 # the CPU runs of tests/data/plan_runs.jsonl measured less everything else planned, per unit,
 # each constant the one whose largest |log(planned / measured)| over its runs is least. With the
-# LVLM, per LLM token (a checkpointed layer's recomputed forward and its backward, one layer at a
-# time over every token; the runs at 4 layers grew more than that, see README). Stage 1 encodes
-# a micro-batch's frames in one image-encoder call (fp32 weights under autocast): per SAM 2 frame.
-TRANSIENT_BYTES = {"llm_token": 1_023_117, "stage1_frame": 246_488_173}
+# LVLM, per LLM token and layer: the runs' first steps grew linearly with depth at 2, 4 and 6
+# layers (+1.6-2.0 GiB per 2 layers of 1,856 tokens; a per-token constant leaves the 6-layer run
+# at 0.79), which a checkpointed step, one layer's working set at a time, does not explain (see
+# README). Stage 1 encodes a micro-batch's frames in one image-encoder call (fp32 weights under
+# autocast): per SAM 2 frame.
+TRANSIENT_BYTES = {"llm_token_layer": 414_307, "stage1_frame": 246_488_173}
 
 
 def sam_units(cfg: TrainConfig, shape: Shape) -> int:
@@ -171,19 +173,20 @@ def activation_bytes(cfg: TrainConfig, shape: Shape, depth: Depth) -> float:
     return lvlm + sam
 
 
-def transient_bytes(cfg: TrainConfig, shape: Shape) -> float:
+def transient_bytes(cfg: TrainConfig, shape: Shape, depth: Depth) -> float:
     """The step's transient bytes (`TRANSIENT_BYTES`) for one micro-batch of `shape`."""
     if cfg.model.mode == "stage1":
         return TRANSIENT_BYTES["stage1_frame"] * shape.sam_frames
-    return TRANSIENT_BYTES["llm_token"] * shape.llm_tokens
+    return TRANSIENT_BYTES["llm_token_layer"] * shape.llm_tokens * depth.llm
 
 
 def gathered_bytes(counts: dict[str, int], weight: int, zero: int) -> int:
     """ZeRO-3's gathered weights in flight beyond its prefetch bucket: it gathers a module's whole
     weights to run it, and autograd keeps them to the module's backward when its output needs a
-    gradient; the largest module the step runs bounds that (SeC's LM head, 311 M parameters; the
-    runs measured +0.53-0.62 GiB over ZeRO-2 in the step, and +0.0 in stage 1, which never runs
-    the LVLM). At one GPU it is a second copy; at N it comes on top of a 1/N partition."""
+    gradient; the largest module the step runs bounds that (SeC's LM head, 311 M parameters, 0.58
+    GiB in bf16: the runs' steps took +0.39 and +0.74 GiB over ZeRO-2 in stage 2 and joint, and
+    -0.18 in stage 1, which never runs the LVLM). At one GPU it is a second copy; at N it comes on
+    top of a 1/N partition."""
     return counts["largest"] * weight if zero == 3 else 0
 
 
@@ -213,7 +216,7 @@ def plan_memory(
     out["workspace"] = int(
         bucket_bytes(counts["hidden"], w, zero)
         + gathered_bytes(counts, w, zero)
-        + transient_bytes(cfg, shape)
+        + transient_bytes(cfg, shape, depth)
     )
     out["total"] = sum(out.values())
     return out
