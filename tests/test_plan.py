@@ -31,8 +31,9 @@ def test_check_names_a_run_line_it_cannot_replan(tmp_path):
 
 
 def test_plan_check_keeps_every_recorded_run_within_15_percent():
-    """Stage 2 at 2, 4 and 6 layers and 1 and 2 samples, joint and stage 1, each under ZeRO-2
-    and 3: first steps (`--steps 0`; stage 1's later steps track other frames, see README)."""
+    """Stage 2 at 2, 4 and 6 layers and 1 and 2 samples, joint and stage 1 (4 of 8 frames and 5
+    of 6 tracked), each under ZeRO-2 and 3: the peak of a run's first step, or of its first two
+    for stage 1 under ZeRO-2, whose second step peaks higher (README)."""
     rows = check([str(RUNS)])
     assert {(r["recipe"], r["zero"]) for r in rows} == {
         (recipe, zero) for recipe in ("sec_stage1", "sec_stage2", "sec_joint") for zero in (2, 3)

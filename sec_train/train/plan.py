@@ -139,8 +139,9 @@ SAM_ACTIVATION_BYTES: dict[str, float] = {
 # layers (+1.6-2.0 GiB per 2 layers of 1,856 tokens; a per-token constant leaves the 6-layer run
 # at 0.79), which a checkpointed step, one layer's working set at a time, does not explain (see
 # README). Stage 1 encodes a micro-batch's frames in one image-encoder call (fp32 weights under
-# autocast): per SAM 2 frame.
-TRANSIENT_BYTES = {"llm_token_layer": 414_307, "stage1_frame": 246_488_173}
+# autocast): per SAM 2 frame, from runs of two steps, since its second step peaks 1.3-1.9 GiB
+# above its first (stage 2's first step is its peak).
+TRANSIENT_BYTES = {"llm_token_layer": 414_307, "stage1_frame": 379_163_292}
 
 
 def sam_units(cfg: TrainConfig, shape: Shape) -> int:
