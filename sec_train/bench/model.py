@@ -142,10 +142,13 @@ def held_bytes(trainer: Trainer) -> dict[str, int]:
     }
 
 
-def planned_memory(cfg: TrainConfig, shape: Shape, zero: int, depth: Depth, counts: dict) -> dict | None:
-    """The planner's bytes for this run (None, with a note, where it has no activation sizes)."""
+def planned_memory(
+    cfg: TrainConfig, shape: Shape, zero: int, depth: Depth, counts: dict, device: str
+) -> dict | None:
+    """The planner's bytes for this run on `device` (None, with a note, where it has no
+    activation sizes)."""
     try:
-        return plan_memory(cfg, shape, zero=zero, gpus=1, depth=depth, counts=counts)
+        return plan_memory(cfg, shape, zero=zero, gpus=1, depth=depth, counts=counts, device=device)
     except ValueError as err:
         print(f"bench model: no plan: {err}", file=sys.stderr)
         return None
@@ -197,7 +200,7 @@ def run_one(recipe: str, zero: int, args: argparse.Namespace) -> dict:
         groups = trainable_groups(model)
         batch = real_batches(cfg, model, 1, device)[0]
         shape = batch_shape(batch)
-        planned = planned_memory(cfg, shape, zero, depth, model_counts(model))
+        planned = planned_memory(cfg, shape, zero, depth, model_counts(model), device)
         trainer = Trainer(cfg, model=model)
         rss.phase("trainer")
         if device == "cuda":

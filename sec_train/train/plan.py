@@ -14,7 +14,9 @@ The model of memory, per GPU (P = all parameters, T = trainable ones, N = GPUs):
   measured yet is reported as such, not guessed;
 - workspace: the reduce (and ZeRO-3 prefetch) buckets DeepSpeed allocates; under ZeRO-3 the
   largest module's gathered weights (`gathered_bytes`); and the step's transient buffers
-  (`transient_bytes`, measured).
+  (`transient_bytes`, measured as live bytes, so a GPU's allocator holds them too);
+- on CPU only (`device="cpu"`, what `--check` replans CPU runs with): the freed memory glibc
+  malloc keeps and RSS counts (`cpu_retained_bytes`, measured), not planned for a GPU.
 
 Parameter counts come from the recipe itself (its trainable policy on SeC's real shapes, built
 on the meta device), so a recipe that trains more plans more. The precision is the recipe's on
@@ -132,16 +134,31 @@ SAM_ACTIVATION_BYTES: dict[str, float] = {
     "fused": 2_461_074_753 / 4,
     "stage1": 3_124_449_316 / 4,
 }
-# Transient bytes of a step beyond the saved activations and DeepSpeed's buffers: the peak RSS
-# the CPU runs of tests/data/plan_runs.jsonl measured less everything else planned, per unit,
-# each constant the one whose largest |log(planned / measured)| over its runs is least. With the
-# LVLM, per LLM token and layer: the runs' first steps grew linearly with depth at 2, 4 and 6
-# layers (+1.6-2.0 GiB per 2 layers of 1,856 tokens; a per-token constant leaves the 6-layer run
-# at 0.79), which a checkpointed step, one layer's working set at a time, does not explain (see
-# README). Stage 1 encodes a micro-batch's frames in one image-encoder call (fp32 weights under
-# autocast): per SAM 2 frame, from runs of two steps, since its second step peaks 1.3-1.9 GiB
-# above its first (stage 2's first step is its peak).
-TRANSIENT_BYTES = {"llm_token_layer": 414_307, "stage1_frame": 379_163_292}
+# Transient bytes of a step beyond the saved activations and DeepSpeed's buffers, the live bytes a
+# device's allocator must also hold at the step's peak. With the LVLM, per LLM token: what the
+# ZeRO-2 CPU runs of tests/data/plan_runs.jsonl had handed out from malloc at their peak
+# ("heap_peak", glibc's bytes in use, not RSS) less everything else planned, the constant whose
+# largest |log(planned / measured)| over them is least (stage 2 at 2 / 4 / 6 layers and 2
+# samples, joint: all within 1.5 %). The peak comes in the backward of a checkpointed LLM layer
+# (its recomputed working set, one layer at a time), so it does not grow with depth: at 2, 4 and
+# 6 layers the heap's peak grew by the state planned for the added layers alone (README). The
+# ZeRO-3 runs' heaps are below their plans (the gathered LM head does not show there), so they
+# do not set it. Stage 1 encodes a micro-batch's frames in one image-encoder call (fp32 weights
+# under autocast): per SAM 2 frame, the same minimax over its runs' peak RSS less their planned
+# `cpu_retained` (no heap figure for stage 1 yet), since its second step peaks 1.3-1.9 GiB above
+# its first.
+TRANSIENT_BYTES = {"llm_token": 111_000, "stage1_frame": 200_000_000}
+# On CPU only: RSS that glibc malloc keeps after torch frees it (freed chunks of its arenas, not
+# returned to the system) and other memory outside malloc, which a `--device cpu` run's peak RSS
+# counts and a GPU's allocator does not hold in this form. Measured as the runs' peak RSS less
+# their heap peak: it grew with depth while the heap did not (0.55 / 0.89 / 1.20 GiB at 2 / 4 / 6
+# LLM layers: each layer's recomputation frees its working set into the arenas) and with SAM 2's
+# work (joint, 4 SAM 2 frames: 1.15 GiB at 2 layers). Fitted as bytes per LLM token and layer
+# plus a fraction of SAM 2's saved activations (minimax over the stage-2 and joint runs' RSS).
+# With MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=65536 MALLOC_TRIM_THRESHOLD_=0 RSS came within
+# 0.1 GiB of the heap at 2 and 4 layers (README). `plan_memory(..., device="cpu")` adds it;
+# `sec-train plan` plans GPUs without it.
+CPU_RETAINED_BYTES = {"llm_token_layer": 110_000, "sam_activation_fraction": 0.46}
 
 
 def sam_units(cfg: TrainConfig, shape: Shape) -> int:
@@ -178,7 +195,15 @@ def transient_bytes(cfg: TrainConfig, shape: Shape, depth: Depth) -> float:
     """The step's transient bytes (`TRANSIENT_BYTES`) for one micro-batch of `shape`."""
     if cfg.model.mode == "stage1":
         return TRANSIENT_BYTES["stage1_frame"] * shape.sam_frames
-    return TRANSIENT_BYTES["llm_token_layer"] * shape.llm_tokens * depth.llm
+    return TRANSIENT_BYTES["llm_token"] * shape.llm_tokens
+
+
+def cpu_retained_bytes(cfg: TrainConfig, shape: Shape, depth: Depth) -> float:
+    """What a CPU run's RSS holds beyond its live allocations (`CPU_RETAINED_BYTES`)."""
+    per = CPU_RETAINED_BYTES
+    sam = SAM_ACTIVATION_BYTES[cfg.model.mode] * sam_units(cfg, shape)
+    lvlm = 0 if cfg.model.mode == "stage1" else shape.llm_tokens * depth.llm
+    return per["llm_token_layer"] * lvlm + per["sam_activation_fraction"] * sam
 
 
 def gathered_bytes(counts: dict[str, int], weight: int, zero: int) -> int:
@@ -198,8 +223,11 @@ def plan_memory(
     gpus: int,
     depth: Depth | None = None,
     counts: dict[str, int] | None = None,
+    device: str = "cuda",
 ) -> dict[str, int]:
-    """Bytes per GPU by component for one micro-batch of `shape` (see the module docstring).
+    """Bytes per GPU by component for one micro-batch of `shape` (see the module docstring);
+    with `device="cpu"`, the peak RSS of a CPU run of it, with what malloc keeps there
+    ("cpu_retained", `CPU_RETAINED_BYTES`).
 
     Args:
         cfg (`TrainConfig`): the recipe (trainable policy, precision, mode, checkpointing).
@@ -208,6 +236,7 @@ def plan_memory(
         gpus (`int`): data-parallel GPUs the state is sharded over.
         depth (`Depth`, *optional*): the model's depth; default the real one.
         counts (`dict`, *optional*): `parameter_counts(cfg, depth)`, when the caller has them.
+        device (`str`, *optional*): "cuda" (default) or "cpu", the device the step runs on.
     """
     depth = depth or Depth()
     counts = counts or parameter_counts(cfg, depth)
@@ -219,6 +248,8 @@ def plan_memory(
         + gathered_bytes(counts, w, zero)
         + transient_bytes(cfg, shape, depth)
     )
+    if device == "cpu":
+        out["cpu_retained"] = int(cpu_retained_bytes(cfg, shape, depth))
     out["total"] = sum(out.values())
     return out
 
@@ -308,13 +339,16 @@ def plan(cfg: TrainConfig, gpus: int, gpu_memory_gib: float, batch: int | None =
 
 def check_against(result: dict) -> dict:
     """The plan for the run a `python -m sec_train.bench model --json` line describes (its recipe,
-    overrides, ZeRO stage, depth and batch), beside the peak memory the run measured."""
+    overrides, ZeRO stage, depth and batch) on the run's device, beside the peak memory the run
+    measured; where the run measured malloc's bytes in use ("heap_peak", CPU), also the plan a
+    GPU gets (without `cpu_retained`) beside that live peak."""
     cfg = load_config(str(CONFIGS / f"{result['recipe']}.yaml"), result["overrides"])
     depth = Depth(**result["depth"])
     shape = Shape(**result["batch"])
-    planned = plan_memory(cfg, shape, result["zero"], gpus=1, depth=depth)
-    measured = result["memory_gib"]["peak"] * GIB
-    return {
+    planned = plan_memory(cfg, shape, result["zero"], gpus=1, depth=depth, device=result["device"])
+    memory = result["memory_gib"]
+    measured = memory["peak"] * GIB
+    row = {
         "recipe": result["recipe"],
         "zero": result["zero"],
         "layers": depth.llm,
@@ -323,6 +357,10 @@ def check_against(result: dict) -> dict:
         "planned_gib": planned["total"] / GIB,
         "planned_over_measured": planned["total"] / measured,
     }
+    if memory.get("heap_peak") is not None:
+        live = planned["total"] - planned.get("cpu_retained", 0)
+        row["live_planned_over_heap"] = live / (memory["heap_peak"] * GIB)
+    return row
 
 
 def check(paths: list[str]) -> list[dict]:
