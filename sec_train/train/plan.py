@@ -145,8 +145,8 @@ SAM_ACTIVATION_BYTES: dict[str, float] = {
 # ZeRO-3 runs' heaps are below their plans (the gathered LM head does not show there), so they
 # do not set it. Stage 1 encodes a micro-batch's frames in one image-encoder call (fp32 weights
 # under autocast): per SAM 2 frame, the same minimax over its runs' peak RSS less their planned
-# `cpu_retained` (no heap figure for stage 1 yet), since its second step peaks 1.3-1.9 GiB above
-# its first.
+# `cpu_retained`, since its second step peaks 1.3-1.9 GiB above its first in RSS (in malloc's
+# bytes in use only +0.08 GiB: 7.00 / 7.08 at 8 frames, README).
 TRANSIENT_BYTES = {"llm_token": 111_000, "stage1_frame": 200_000_000}
 # On CPU only: RSS that glibc malloc keeps after torch frees it (freed chunks of its arenas, not
 # returned to the system) and other memory outside malloc, which a `--device cpu` run's peak RSS
