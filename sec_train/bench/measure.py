@@ -3,6 +3,8 @@ backward (activations), the FLOPs of a step, and the machine's own bf16 matmul F
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,16 +16,55 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            *("arena", "ordblks", "smblks", "hblks", "hblkhd"),
+            *("usmblks", "fsmblks", "uordblks", "fordblks", "keepcost"),
+        )
+    ]
+
+
+def _mallinfo2() -> Callable[[], int] | None:
+    """glibc's `mallinfo2` as a function returning the bytes malloc has handed out and not had
+    back (arena chunks in use + mmapped chunks), or None where the C library has none."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        fn = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.restype = _MallInfo2
+
+    def in_use() -> int:
+        info = fn()
+        return info.uordblks + info.hblkhd
+
+    return in_use
+
+
+MALLOC_IN_USE = _mallinfo2()
+
+
+def malloc_in_use() -> int | None:
+    """Bytes glibc malloc holds for live allocations (torch's CPU tensors among them), or None."""
+    return MALLOC_IN_USE() if MALLOC_IN_USE else None
+
+
 class PeakRSS:
     """Polls this process's resident set size every `interval` seconds in a thread; `peak` is the
     largest value seen since `start` (RSS counts what the CPU allocator took from the OS), and
-    `phases` the largest value within each phase `phase(name)` closed."""
+    `phases` the largest value within each phase `phase(name)` closed. Under glibc it polls the
+    bytes malloc has handed out and not had back too (`heap_peak`, `heap_phases`): what the
+    process's live allocations needed at most, without the pages malloc freed but kept (its
+    arenas' free chunks), which RSS counts and a GPU's caching allocator would not hold."""
 
     def __init__(self, interval: float = 0.005):
         self.interval = interval
-        self.peak = 0
+        self.peak = self.heap_peak = 0
         self.phases: dict[str, int] = {}
-        self._phase_peak = 0
+        self.heap_phases: dict[str, int] = {}
+        self._phase_peak = self._heap_phase_peak = 0
         self._stop = threading.Event()
         self._process = psutil.Process()
 
@@ -31,6 +72,9 @@ class PeakRSS:
         rss = self._process.memory_info().rss
         self.peak = max(self.peak, rss)
         self._phase_peak = max(self._phase_peak, rss)
+        heap = malloc_in_use() or 0
+        self.heap_peak = max(self.heap_peak, heap)
+        self._heap_phase_peak = max(self._heap_phase_peak, heap)
 
     def _poll(self) -> None:
         while not self._stop.is_set():
@@ -41,10 +85,13 @@ class PeakRSS:
         """Ends phase `name` (begun at the start or at the last `phase`): records its peak."""
         self._sample()
         self.phases[name] = self._phase_peak
+        self.heap_phases[name] = self._heap_phase_peak
         self._phase_peak = self._process.memory_info().rss
+        self._heap_phase_peak = malloc_in_use() or 0
 
     def __enter__(self) -> PeakRSS:
         self.peak = self._phase_peak = self._process.memory_info().rss
+        self.heap_peak = self._heap_phase_peak = malloc_in_use() or 0
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
         return self
@@ -98,10 +145,28 @@ def saved_activations(
         result[group] = result.get(group, 0) + nbytes
 
 
+class _GlobalOnly:
+    """A stand-in for FlopCounterMode's `ModuleTracker` that attributes every FLOP to "Global"
+    and registers no hooks. The tracker's forward hooks also fire when activation checkpointing
+    recomputes a module in backward, and each registers a grad hook on the recomputed tensors that
+    never fires, so the tracker keeps every recomputed layer's graph (its saved tensors) alive to
+    the end of the step (pytorch/pytorch#139214): at SeC's real width a step's peak grew about
+    0.45 GiB per checkpointed LLM layer under FlopCounterMode (README)."""
+
+    parents = frozenset({"Global"})
+
+    def __enter__(self) -> _GlobalOnly:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
 def count_flops(fn: Callable[[], Any]) -> int:
     """FLOPs of the matmuls, convolutions and attention `fn` runs (forward and backward), as
-    torch's FlopCounterMode counts them."""
+    torch's FlopCounterMode counts them, in total (no per-module table, see `_GlobalOnly`)."""
     counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _GlobalOnly()
     with counter:
         fn()
     return counter.get_total_flops()

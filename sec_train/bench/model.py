@@ -35,7 +35,14 @@ import torch
 from tqdm import tqdm
 
 from data_tools.synth import synthesize
-from sec_train.bench.measure import PeakRSS, count_flops, matmul_flops_per_s, rss_bytes, saved_activations
+from sec_train.bench.measure import (
+    PeakRSS,
+    count_flops,
+    malloc_in_use,
+    matmul_flops_per_s,
+    rss_bytes,
+    saved_activations,
+)
 from sec_train.model.real import Depth, random_real_model
 from sec_train.train.accel import resolve_precision
 from sec_train.train.config import TrainConfig, load_config
@@ -135,10 +142,13 @@ def held_bytes(trainer: Trainer) -> dict[str, int]:
     }
 
 
-def planned_memory(cfg: TrainConfig, shape: Shape, zero: int, depth: Depth, counts: dict) -> dict | None:
-    """The planner's bytes for this run (None, with a note, where it has no activation sizes)."""
+def planned_memory(
+    cfg: TrainConfig, shape: Shape, zero: int, depth: Depth, counts: dict, device: str
+) -> dict | None:
+    """The planner's bytes for this run on `device` (None, with a note, where it has no
+    activation sizes)."""
     try:
-        return plan_memory(cfg, shape, zero=zero, gpus=1, depth=depth, counts=counts)
+        return plan_memory(cfg, shape, zero=zero, gpus=1, depth=depth, counts=counts, device=device)
     except ValueError as err:
         print(f"bench model: no plan: {err}", file=sys.stderr)
         return None
@@ -183,14 +193,14 @@ def run_one(recipe: str, zero: int, args: argparse.Namespace) -> dict:
     depth = Depth.truncated(args.layers)
     dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
     peak_matmul = matmul_flops_per_s(torch.bfloat16, device)
-    baseline = rss_bytes()
+    baseline, heap_baseline = rss_bytes(), malloc_in_use()
     with PeakRSS() as rss:
         model = random_real_model(cfg.model, depth, device, dtype)
         rss.phase("model")
         groups = trainable_groups(model)
         batch = real_batches(cfg, model, 1, device)[0]
         shape = batch_shape(batch)
-        planned = planned_memory(cfg, shape, zero, depth, model_counts(model))
+        planned = planned_memory(cfg, shape, zero, depth, model_counts(model), device)
         trainer = Trainer(cfg, model=model)
         rss.phase("trainer")
         if device == "cuda":
@@ -232,6 +242,12 @@ def run_one(recipe: str, zero: int, args: argparse.Namespace) -> dict:
             "peak": peak / GIB,
             # CPU: the peak RSS of each phase (model built, DeepSpeed set up, first step, the rest)
             "phases": {k: (v - baseline) / GIB for k, v in rss.phases.items()},
+            # CPU under glibc: the same, of the bytes malloc had handed out and not had back (live
+            # allocations, without the freed chunks malloc keeps and RSS counts)
+            "heap_peak": None if heap_baseline is None else (rss.heap_peak - heap_baseline) / GIB,
+            "heap_phases": None
+            if heap_baseline is None
+            else {k: (v - heap_baseline) / GIB for k, v in rss.heap_phases.items()},
             "peak_what": "max_memory_allocated"
             if device == "cuda"
             else "peak RSS minus the RSS before the model",

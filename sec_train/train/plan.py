@@ -9,10 +9,14 @@ The model of memory, per GPU (P = all parameters, T = trainable ones, N = GPUs):
   own fp32 partition even when the weights are fp32, as the stage-1 run measured);
 - activations: what autograd keeps for backward, from bytes per unit measured by
   `python -m sec_train.bench model` (`LVLM_ACTIVATION_BYTES`, `SAM_ACTIVATION_BYTES`): per LLM
-  token and layer, per LVLM frame and ViT layer, per SAM 2 frame; a mode or checkpointing
-  setting not measured yet is reported as such, not guessed;
-- workspace: the reduce (and ZeRO-3 prefetch) buckets DeepSpeed allocates, and the step's
-  transient buffers (`STEP_WORKSPACE`, measured).
+  token and layer, per LVLM frame and ViT layer, and SAM 2's per concept-only sample, per fused
+  SAM 2 frame and object, per stage-1 tracked frame and object; a checkpointing setting not
+  measured yet is reported as such, not guessed;
+- workspace: the reduce (and ZeRO-3 prefetch) buckets DeepSpeed allocates; under ZeRO-3 the
+  largest module's gathered weights (`gathered_bytes`); and the step's transient buffers
+  (`transient_bytes`, measured as live bytes, so a GPU's allocator holds them too);
+- on CPU only (`device="cpu"`, what `--check` replans CPU runs with): the freed memory glibc
+  malloc keeps and RSS counts (`cpu_retained_bytes`, measured), not planned for a GPU.
 
 Parameter counts come from the recipe itself (its trainable policy on SeC's real shapes, built
 on the meta device), so a recipe that trains more plans more. The precision is the recipe's on
@@ -93,51 +97,87 @@ def weight_bytes(cfg: TrainConfig) -> int:
 
 
 def parameter_counts(cfg: TrainConfig, depth: Depth) -> dict[str, int]:
-    """All and trainable parameters of the recipe's model at real widths and `depth`, and the
-    width DeepSpeed's buckets are sized by (`sec_train.train.accel`)."""
+    """All and trainable parameters of the recipe's model at real widths and `depth`, the
+    width DeepSpeed's buckets are sized by (`sec_train.train.accel`) and its largest module."""
     return model_counts(meta_real_model(cfg.model, depth))
 
 
 def model_counts(model: torch.nn.Module) -> dict[str, int]:
-    """All and trainable parameters of `model`, and its widest trainable matrix input."""
+    """All and trainable parameters of `model` (a `SeCModel`), its widest trainable matrix
+    input, and the most parameters one module that its step runs owns ("largest")."""
     params = list(model.parameters())
+    # stage 1 never runs the LVLM, so ZeRO-3 never gathers its modules (the LM head is the largest)
+    runs = model.sam2 if model.config.mode == "stage1" else model
     return {
         "total": sum(p.numel() for p in params),
         "trainable": sum(p.numel() for p in params if p.requires_grad),
         "hidden": max((p.shape[-1] for p in params if p.requires_grad and p.ndim == 2), default=1024),
+        "largest": max(sum(p.numel() for p in m.parameters(recurse=False)) for m in runs.modules()),
     }
 
 
-# Activation bytes autograd keeps per unit in bf16, measured by `python -m sec_train.bench model
-# --device cpu` (its "activations_saved" divided by the batch's units). The LVLM's depend on
+# Activation bytes autograd keeps per unit, measured by `python -m sec_train.bench model --device
+# cpu` under ZeRO-2 (its "activations_saved" divided by the batch's units; under ZeRO-3 they also
+# count the gathered weights autograd holds, which `gathered_bytes` plans). The LVLM's depend on
 # whether its layers are checkpointed: "llm_layers" per LLM token and layer, "vit" per LVLM frame
-# and ViT layer, "lvlm_other" per LLM token. SAM 2's and SeC's heads' ("other") depend on the
-# mode, per SAM 2 unit (`sam_units`).
-#   python -m sec_train.bench model --device cpu --recipe sec_stage2 --zero 2 --layers 2
-#     model.trainable.embeddings=false [model.activation_checkpointing=false]
-#   (2,136 tokens, 8 LVLM frames, 1 sample)
+# and ViT layer, "lvlm_other" per LLM token (README's measured rows, 2 and 4 layers, batch 1 and 2).
 LVLM_ACTIVATION_BYTES: dict[bool, dict[str, float]] = {
     True: {"llm_layers": 4096, "vit": 2_099_200, "lvlm_other": 0},
 }
-SAM_ACTIVATION_BYTES: dict[str, float] = {"concept_only": 1_048_846_336}
-# Transient memory of a step beyond the saved activations and DeepSpeed's buckets (the frozen
-# encoders' forward buffers, the loss's full-resolution masks, the allocator's slack), as the
-# CPU step measured it (see `plan_check` in README).
-STEP_WORKSPACE = 1.12 * GIB
+# SAM 2's and SeC's heads' ("other") per SAM 2 unit of the mode (`sam_units`), with the chunked
+# attention of `sec_train.model.attention`:
+#   concept_only: per sample (one target frame): sec_stage2, 1 sample (2 samples: 439,342,420 each)
+#   fused: per SAM 2 frame and object: sec_joint, data.stage2.max_context=3 (4 frames, 1 object)
+#   stage1: per tracked frame and object: sec_stage1, 8-frame clip, 1 object, 4 tracked frames
+SAM_ACTIVATION_BYTES: dict[str, float] = {
+    "concept_only": 443_095_366,
+    "fused": 2_461_074_753 / 4,
+    "stage1": 3_124_449_316 / 4,
+}
+# Transient bytes of a step beyond the saved activations and DeepSpeed's buffers, the live bytes a
+# device's allocator must also hold at the step's peak. With the LVLM, per LLM token: what the
+# ZeRO-2 CPU runs of tests/data/plan_runs.jsonl had handed out from malloc at their peak
+# ("heap_peak", glibc's bytes in use, not RSS) less everything else planned, the constant whose
+# largest |log(planned / measured)| over them is least (stage 2 at 2 / 4 / 6 layers and 2
+# samples, joint: all within 1.5 %). The peak comes in the backward of a checkpointed LLM layer
+# (its recomputed working set, one layer at a time), so it does not grow with depth: at 2, 4 and
+# 6 layers the heap's peak grew by the state planned for the added layers alone (README). The
+# ZeRO-3 runs' heaps are below their plans (the gathered LM head does not show there), so they
+# do not set it. Stage 1 encodes a micro-batch's frames in one image-encoder call (fp32 weights
+# under autocast): per SAM 2 frame, the same minimax over its runs' peak RSS less their planned
+# `cpu_retained`, since its second step peaks 1.3-1.9 GiB above its first in RSS (in malloc's
+# bytes in use only +0.08 GiB: 7.00 / 7.08 at 8 frames, README).
+TRANSIENT_BYTES = {"llm_token": 111_000, "stage1_frame": 200_000_000}
+# On CPU only: RSS that glibc malloc keeps after torch frees it (freed chunks of its arenas, not
+# returned to the system) and other memory outside malloc, which a `--device cpu` run's peak RSS
+# counts and a GPU's allocator does not hold in this form. Measured as the runs' peak RSS less
+# their heap peak: it grew with depth while the heap did not (0.55 / 0.89 / 1.20 GiB at 2 / 4 / 6
+# LLM layers: each layer's recomputation frees its working set into the arenas) and with SAM 2's
+# work (joint, 4 SAM 2 frames: 1.15 GiB at 2 layers). Fitted as bytes per LLM token and layer
+# plus a fraction of SAM 2's saved activations (minimax over the stage-2 and joint runs' RSS).
+# With MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=65536 MALLOC_TRIM_THRESHOLD_=0 RSS came within
+# 0.1 GiB of the heap at 2 and 4 layers (README). `plan_memory(..., device="cpu")` adds it;
+# `sec-train plan` plans GPUs without it.
+CPU_RETAINED_BYTES = {"llm_token_layer": 110_000, "sam_activation_fraction": 0.46}
 
 
-def sam_units(mode: str, shape: Shape) -> int:
-    """What SAM 2's activations scale with: tracked frames x objects, or in concept-only mode
-    (one target frame per sample) the samples."""
-    return shape.samples if mode == "concept_only" else shape.sam_frames * shape.objects
+def sam_units(cfg: TrainConfig, shape: Shape) -> int:
+    """What SAM 2's activations scale with (`SAM_ACTIVATION_BYTES`): concept-only samples (one
+    target frame each), fused SAM 2 frames x objects, stage-1 tracked frames x objects (each clip
+    tracks `stage1_tracked_frames` of its frames after the first)."""
+    mode = cfg.model.mode
+    if mode == "concept_only":
+        return shape.samples
+    if mode == "stage1":
+        frames = shape.sam_frames // shape.samples
+        return shape.samples * min(cfg.model.stage1_tracked_frames, frames - 1) * shape.objects
+    return shape.sam_frames * shape.objects
 
 
 def activation_bytes(cfg: TrainConfig, shape: Shape, depth: Depth) -> float:
     """Bytes autograd keeps for backward for one micro-batch of `shape`."""
     mode, checkpointing = cfg.model.mode, cfg.model.activation_checkpointing
-    if mode not in SAM_ACTIVATION_BYTES:
-        raise ValueError(f"no measured activation sizes for mode={mode}")
-    sam = SAM_ACTIVATION_BYTES[mode] * sam_units(mode, shape)
+    sam = SAM_ACTIVATION_BYTES[mode] * sam_units(cfg, shape)
     if mode == "stage1":  # no LVLM forward
         return sam
     if checkpointing not in LVLM_ACTIVATION_BYTES:
@@ -151,6 +191,31 @@ def activation_bytes(cfg: TrainConfig, shape: Shape, depth: Depth) -> float:
     return lvlm + sam
 
 
+def transient_bytes(cfg: TrainConfig, shape: Shape, depth: Depth) -> float:
+    """The step's transient bytes (`TRANSIENT_BYTES`) for one micro-batch of `shape`."""
+    if cfg.model.mode == "stage1":
+        return TRANSIENT_BYTES["stage1_frame"] * shape.sam_frames
+    return TRANSIENT_BYTES["llm_token"] * shape.llm_tokens
+
+
+def cpu_retained_bytes(cfg: TrainConfig, shape: Shape, depth: Depth) -> float:
+    """What a CPU run's RSS holds beyond its live allocations (`CPU_RETAINED_BYTES`)."""
+    per = CPU_RETAINED_BYTES
+    sam = SAM_ACTIVATION_BYTES[cfg.model.mode] * sam_units(cfg, shape)
+    lvlm = 0 if cfg.model.mode == "stage1" else shape.llm_tokens * depth.llm
+    return per["llm_token_layer"] * lvlm + per["sam_activation_fraction"] * sam
+
+
+def gathered_bytes(counts: dict[str, int], weight: int, zero: int) -> int:
+    """ZeRO-3's gathered weights in flight beyond its prefetch bucket: it gathers a module's whole
+    weights to run it, and autograd keeps them to the module's backward when its output needs a
+    gradient; the largest module the step runs bounds that (SeC's LM head, 311 M parameters, 0.58
+    GiB in bf16: the runs' steps took +0.39 and +0.74 GiB over ZeRO-2 in stage 2 and joint, and
+    -0.18 in stage 1, which never runs the LVLM). At one GPU it is a second copy; at N it comes on
+    top of a 1/N partition."""
+    return counts["largest"] * weight if zero == 3 else 0
+
+
 def plan_memory(
     cfg: TrainConfig,
     shape: Shape,
@@ -158,8 +223,11 @@ def plan_memory(
     gpus: int,
     depth: Depth | None = None,
     counts: dict[str, int] | None = None,
+    device: str = "cuda",
 ) -> dict[str, int]:
-    """Bytes per GPU by component for one micro-batch of `shape` (see the module docstring).
+    """Bytes per GPU by component for one micro-batch of `shape` (see the module docstring);
+    with `device="cpu"`, the peak RSS of a CPU run of it, with what malloc keeps there
+    ("cpu_retained", `CPU_RETAINED_BYTES`).
 
     Args:
         cfg (`TrainConfig`): the recipe (trainable policy, precision, mode, checkpointing).
@@ -168,13 +236,20 @@ def plan_memory(
         gpus (`int`): data-parallel GPUs the state is sharded over.
         depth (`Depth`, *optional*): the model's depth; default the real one.
         counts (`dict`, *optional*): `parameter_counts(cfg, depth)`, when the caller has them.
+        device (`str`, *optional*): "cuda" (default) or "cpu", the device the step runs on.
     """
     depth = depth or Depth()
     counts = counts or parameter_counts(cfg, depth)
     w = weight_bytes(cfg)
     out = state_bytes(counts["total"], counts["trainable"], w, zero, gpus)
     out["activations"] = int(activation_bytes(cfg, shape, depth))
-    out["workspace"] = int(bucket_bytes(counts["hidden"], w, zero) + STEP_WORKSPACE)
+    out["workspace"] = int(
+        bucket_bytes(counts["hidden"], w, zero)
+        + gathered_bytes(counts, w, zero)
+        + transient_bytes(cfg, shape, depth)
+    )
+    if device == "cpu":
+        out["cpu_retained"] = int(cpu_retained_bytes(cfg, shape, depth))
     out["total"] = sum(out.values())
     return out
 
@@ -264,13 +339,16 @@ def plan(cfg: TrainConfig, gpus: int, gpu_memory_gib: float, batch: int | None =
 
 def check_against(result: dict) -> dict:
     """The plan for the run a `python -m sec_train.bench model --json` line describes (its recipe,
-    overrides, ZeRO stage, depth and batch), beside the peak memory the run measured."""
+    overrides, ZeRO stage, depth and batch) on the run's device, beside the peak memory the run
+    measured; where the run measured malloc's bytes in use ("heap_peak", CPU), also the plan a
+    GPU gets (without `cpu_retained`) beside that live peak."""
     cfg = load_config(str(CONFIGS / f"{result['recipe']}.yaml"), result["overrides"])
     depth = Depth(**result["depth"])
     shape = Shape(**result["batch"])
-    planned = plan_memory(cfg, shape, result["zero"], gpus=1, depth=depth)
-    measured = result["memory_gib"]["peak"] * GIB
-    return {
+    planned = plan_memory(cfg, shape, result["zero"], gpus=1, depth=depth, device=result["device"])
+    memory = result["memory_gib"]
+    measured = memory["peak"] * GIB
+    row = {
         "recipe": result["recipe"],
         "zero": result["zero"],
         "layers": depth.llm,
@@ -279,6 +357,10 @@ def check_against(result: dict) -> dict:
         "planned_gib": planned["total"] / GIB,
         "planned_over_measured": planned["total"] / measured,
     }
+    if memory.get("heap_peak") is not None:
+        live = planned["total"] - planned.get("cpu_retained", 0)
+        row["live_planned_over_heap"] = live / (memory["heap_peak"] * GIB)
+    return row
 
 
 def check(paths: list[str]) -> list[dict]:
