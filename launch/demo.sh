@@ -13,7 +13,7 @@ OUT=${1:-runs/demo}
 DATA_SEED=${DATA_SEED:-0}
 STAGE1_STEPS=${STAGE1_STEPS:-300}
 STAGE2_STEPS=${STAGE2_STEPS:-200}
-PRETRAIN_STEPS=${PRETRAIN_STEPS:-1000}
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-2000}
 # threads of the one-process phases; 1 where another job shares the cores (a descheduled OpenMP
 # thread's partner spins: a toy step then takes ten times longer)
 THREADS=${THREADS:-2}

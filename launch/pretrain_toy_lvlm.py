@@ -1,6 +1,6 @@
 """Pre-trains the toy LVLM to name the outlined object's part, as InternVL arrives able to see.
 
-    python launch/pretrain_toy_lvlm.py OUT_DIR [--videos 2000] [--steps 1000] [--seed 0]
+    python launch/pretrain_toy_lvlm.py OUT_DIR [--videos 2000] [--steps 2000] [--seed 0]
 
 SeC's stage 2 starts from a pretrained InternVL whose features already describe an outlined
 object; a toy InternVL trained from random weights for the few hundred steps of a toy stage 2
@@ -122,7 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("out", type=Path, help="directory for the pretrained toy InternVL and its tokenizer")
     parser.add_argument("--videos", type=int, default=2000, help="concept-cut videos to draw examples from")
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0, help="seeds the weights, the videos and the draws")
     args = parser.parse_args()
