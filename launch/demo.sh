@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the toy default, CPU only, in about 15 minutes on 2 cores: install, synthetic
-# videos, toy stage 1 (SAM 2 learns to track two objects), toy stage 2 on the concept benchmark
+# videos, the toy LVLM's pretraining (it learns to name the outlined object's part), toy stage 1
+# (SAM 2 learns to track two objects), toy stage 2 on the concept benchmark
 # under `accelerate launch` (2 processes, DeepSpeed ZeRO-2) stopped mid-run and resumed, J&F
 # overall and after the cut before and after training on held-out concept-cut videos
 # (OUT/results.json), a strip of one held-out video across its cut, SAM 2 only above SeC

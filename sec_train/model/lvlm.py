@@ -34,7 +34,8 @@ VOCAB_MULTIPLE = 64  # embedding rows are padded to this, as tensor cores like i
 # Toy sizes (image px; vision tower and LLM as width, layers, MLP width): "toy" for unit tests (4
 # image tokens per frame, builds in milliseconds) and "toy_concept" for the concept benchmark
 # (16 tokens per frame; its [SEG] state varies with the frames 17x more than the small toy's,
-# but it does not yet learn the benchmark's identity cue, TRAIN.md "The concept benchmark").
+# but from random weights a toy stage 2 does not teach it the benchmark's identity cue:
+# launch/pretrain_toy_lvlm.py pretrains it, TRAIN.md "The concept benchmark").
 TOY_SIZES = {
     "toy": {"image": 56, "vit": (32, 2, 64), "llm": (64, 2, 128)},
     "toy_concept": {"image": 112, "vit": (64, 2, 128), "llm": (128, 2, 256)},
