@@ -196,9 +196,10 @@ def test_pointer_of_a_given_mask_follows_the_chosen_output_token():
 
 
 def test_frame_encoding_equals_transformers_and_leaves_the_encoder_as_it_was():
-    """`encode_frames` skips transformers' unused Hiera attention weights and reuses the neck's
-    position encodings: the same features and encodings bit for bit, on a first call and on a
-    later one with another batch size, and afterwards every module runs its own forward again."""
+    """`encode_frames` skips transformers' unused Hiera attention weights, applies the MLPs' GELU in
+    place and reuses the neck's position encodings: the same features and encodings bit for bit,
+    on a first call and on a later one with another batch size; with autograd on, gradients reach
+    the MLPs; afterwards every module runs its own forward again."""
     sam2 = random_sam2()
     attns = [m for m in sam2.vision_encoder.modules() if type(m).__name__ == "Sam2MultiScaleAttention"]
     hooked = attns[0].forward  # an instance-level forward, as hook libraries set, must survive
@@ -213,6 +214,10 @@ def test_frame_encoding_equals_transformers_and_leaves_the_encoder_as_it_was():
         for a, b in zip(got.levels, expected.fpn_hidden_states):
             assert torch.equal(a, b)
         assert torch.equal(got.top_pos, expected.fpn_position_encoding[-1][:, :1])
+    mlps = [m for m in sam2.vision_encoder.modules() if type(m).__name__ == "Sam2FeedForward"]
+    tracker.encode_frames(frames[:1]).levels[-1].sum().backward()
+    assert all(m.proj_in.weight.grad.abs().sum() > 0 for m in mlps)
+    assert all("forward" not in m.__dict__ for m in mlps)
     assert attns[0].__dict__["forward"] is hooked
     assert all("forward" not in m.__dict__ for m in attns[1:])
     neck_encoding = sam2.vision_encoder.neck.position_encoding
