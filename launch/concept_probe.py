@@ -21,7 +21,8 @@ import sys
 import numpy as np
 import torch
 
-from sec_train.eval.concept import concept_only_mask, cut_frame_concept, cut_videos, iou
+from sec_train.eval.concept import concept_only_masks, cut_frame_concept, cut_videos
+from sec_train.eval.metrics import db_eval_iou
 from sec_train.infer.propagate import PropagationConfig, SeCPropagator
 from sec_train.infer.runtime import load_model
 from sec_train.infer.video import Video
@@ -44,7 +45,7 @@ def memory_only(model: SeCModel, video: Video) -> float:
     cut = video.scene_cuts[0]
     for t, _, labels in SeCPropagator(model, PropagationConfig(use_concept=False)).run(video):
         if t == cut:
-            return iou(labels == 1, video.labels(cut) == 1)
+            return float(db_eval_iou(video.labels(cut) == 1, labels == 1))
     raise ValueError(f"{video.name}: no frame {cut}")
 
 
@@ -58,10 +59,10 @@ def probe(model: SeCModel, data: str) -> dict[str, float]:
         rows = []
         for i, video in enumerate(videos):
             truth = video.labels(video.scene_cuts[0]) == 1
-            own, zero, other = (  # another video's concept: the previous one's
-                iou(concept_only_mask(propagator, video, concept[None]), truth)
-                for concept in (concepts[i], torch.zeros_like(concepts[i]), concepts[i - 1])
-            )
+            # own concept, a zero one, another video's (the previous one's)
+            tried = torch.stack([concepts[i], torch.zeros_like(concepts[i]), concepts[i - 1]])
+            masks = concept_only_masks(propagator, video, tried)
+            own, zero, other = db_eval_iou(np.broadcast_to(truth, masks.shape), masks)
             moved = decoder_sensitivity(propagator, video, concepts[i : i + 1])
             rows.append((own, zero, other, memory_only(model, video), moved))
     means = np.mean(rows, axis=0)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from sec_train.eval.datasets import open_videos
+from sec_train.eval.metrics import db_eval_iou
 from sec_train.infer.keyframes import KeyframeBank
 from sec_train.infer.propagate import PropagationConfig, SeCPropagator
 from sec_train.infer.video import Video
@@ -33,17 +34,14 @@ def cut_frame_concept(propagator: SeCPropagator, video: Video) -> torch.Tensor:
     return propagator.concepts([bank], video.frame(video.scene_cuts[0]))
 
 
-def concept_only_mask(propagator: SeCPropagator, video: Video, concept: torch.Tensor) -> np.ndarray:
-    """Bool [H, W]: object 1 on the video's first cut frame, segmented from `concept` alone."""
+def concept_only_masks(propagator: SeCPropagator, video: Video, concepts: torch.Tensor) -> np.ndarray:
+    """Bool [K, H, W]: object 1 on the video's first cut frame, segmented from each of the K
+    `concepts` [K, 256] alone (the frame encoded once, the K concepts tracked as K objects)."""
     tracker, frame = propagator.model.tracker, video.frame(video.scene_cuts[0])
     features = propagator._encode(frame)
-    out = tracker.track_frame(tracker.init_state(1), features, 0, concept=concept, use_memory=False)
-    return propagator._video_logits(out, frame.shape[:2])[0] > 0
-
-
-def iou(mask: np.ndarray, truth: np.ndarray) -> float:
-    """Intersection over union of two bool masks; 0 when both are empty."""
-    return float((mask & truth).sum() / max((mask | truth).sum(), 1))
+    state = tracker.init_state(len(concepts))
+    out = tracker.track_frame(state, features, 0, concept=concepts, use_memory=False)
+    return propagator._video_logits(out, frame.shape[:2]) > 0
 
 
 @torch.no_grad()
@@ -52,6 +50,6 @@ def concept_only_iou(model: SeCModel, data: str) -> float:
     propagator = SeCPropagator(model, PropagationConfig())
     scores = []
     for video in cut_videos(data):
-        mask = concept_only_mask(propagator, video, cut_frame_concept(propagator, video))
-        scores.append(iou(mask, video.labels(video.scene_cuts[0]) == 1))
+        masks = concept_only_masks(propagator, video, cut_frame_concept(propagator, video))
+        scores.append(float(db_eval_iou(video.labels(video.scene_cuts[0]) == 1, masks[0])))
     return float(np.mean(scores))
