@@ -47,7 +47,7 @@ class SynthObject:
     pos: np.ndarray
     vel: np.ndarray
     hidden: range  # frames where the object has left the scene
-    part: np.ndarray | None = None  # colour of the stable centre disc (concept-cut videos)
+    part: int | None = None  # PART_COLORS index of the stable centre disc's colour
 
 
 @dataclass
@@ -124,7 +124,7 @@ def _paint(
     image[inside & stripes] = stripe
     if obj.part is not None:
         radius = PART_RADIUS * obj.radius * zoom * min(obj.aspect, 1 / obj.aspect)
-        image[inside & (dx * dx + dy * dy <= radius * radius)] = obj.part
+        image[inside & (dx * dx + dy * dy <= radius * radius)] = PART_COLORS[obj.part]
 
 
 def _new_look(rng: np.random.Generator, old: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...]:
@@ -140,7 +140,7 @@ def _new_look(rng: np.random.Generator, old: tuple[np.ndarray, np.ndarray]) -> t
 
 
 def _concept_cut(
-    rng: np.random.Generator, objs: list[SynthObject], distractors: int, free_parts: list[np.ndarray]
+    rng: np.random.Generator, objs: list[SynthObject], distractors: int, free_parts: list[int]
 ) -> list:
     """Restyles every object's body at a cut and returns the distractors: each wears one object's
     old body on another shape class, with a part colour no one else in the video wears."""
@@ -167,11 +167,12 @@ def _concept_cut(
     return new
 
 
-def _give_parts(rng: np.random.Generator, objs: list[SynthObject]) -> list[np.ndarray]:
-    """Gives each object a distinct part colour; returns the colours left for the distractors."""
+def _give_parts(rng: np.random.Generator, objs: list[SynthObject]) -> list[int]:
+    """Gives each object a distinct part colour; returns the ones left (`PART_COLORS` indices) for
+    the distractors."""
     if len(objs) > len(PART_COLORS):
         raise ValueError(f"{len(objs)} objects with parts, but only {len(PART_COLORS)} part colours")
-    colors = [PART_COLORS[i] for i in rng.permutation(len(PART_COLORS))]
+    colors = [int(i) for i in rng.permutation(len(PART_COLORS))]
     for obj, color in zip(objs, colors):
         obj.part = color
     return colors[len(objs) :]
@@ -265,8 +266,9 @@ def render_video(
             masks[t, k] = inside
         noise = rng.normal(0, 4, canvas.shape)
         images[t] = np.clip(canvas + noise, 0, 255).astype(np.uint8)
-    parts_of = [int(np.argmin(np.abs(PART_COLORS - o.part).sum(1))) for o in objs if o.part is not None]
-    return SynthVideo(name=name, frames=images, masks=masks, cuts=[cut] if cut >= 0 else [], parts=parts_of)
+    object_parts = [o.part for o in objs if o.part is not None]
+    cuts = [cut] if cut >= 0 else []
+    return SynthVideo(name=name, frames=images, masks=masks, cuts=cuts, parts=object_parts)
 
 
 # DAVIS's palette for the first objects (0 = background); the rest are grey levels.

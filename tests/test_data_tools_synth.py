@@ -72,7 +72,7 @@ def test_every_part_colour_in_a_video_is_worn_once():
     objs = [_new_object(rng, 96, 128, 8, can_hide=False) for _ in range(3)]
     free = _give_parts(rng, objs)
     distractors = _concept_cut(rng, objs[:1], 2, free)
-    assert len({tuple(obj.part) for obj in objs + distractors}) == 5
+    assert len({obj.part for obj in objs + distractors}) == 5
     with pytest.raises(ValueError, match="part colours"):
         render_video("v", 0, frames=8, objects=2, concept_cut=True, bystanders=4, distractors=1)
 
