@@ -50,31 +50,48 @@ def held_out_video(seed: int, index: int) -> SynthVideo:
     return pretraining_video(seed, 500_000 + index)
 
 
-def lvlm_frames(video: SynthVideo, keyframes: list[int], target: int, size: int) -> torch.Tensor:
-    """uint8 [K + 1, 3, size, size]: the keyframes with object 1 outlined, then the target frame."""
-    bank = KeyframeBank(size, max_size=len(keyframes))
-    for t in keyframes:
-        bank.add(t, video.frames[t], video.masks[t, 0])
-    images = bank.images() + [resize_image(video.frames[target], size)]
-    return torch.stack([to_chw(image) for image in images])
+class LvlmViews:
+    """The videos' frames as the LVLM sees them (uint8 [3, size, size]), outlined as keyframes or
+    plain as targets, each drawn and resized once: a step draws ~50 of them."""
+
+    def __init__(self, videos: list[SynthVideo], size: int):
+        self.videos, self.size = videos, size
+        self._views: dict[tuple[int, int, bool], torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def view(self, index: int, t: int, outlined: bool) -> torch.Tensor:
+        key = (index, t, outlined)
+        if key not in self._views:
+            video = self.videos[index]
+            if outlined:  # drawn as SeC's keyframe bank draws it
+                bank = KeyframeBank(self.size, max_size=1)
+                bank.add(t, video.frames[t], video.masks[t, 0])
+                image = bank.images()[0]
+            else:
+                image = resize_image(video.frames[t], self.size)
+            self._views[key] = to_chw(image)
+        return self._views[key]
+
+    def frames(self, index: int, keyframes: list[int], target: int) -> torch.Tensor:
+        """uint8 [K + 1, 3, size, size]: the keyframes with object 1 outlined, then the target frame."""
+        views = [self.view(index, t, outlined=True) for t in keyframes] + [self.view(index, target, False)]
+        return torch.stack(views)
 
 
 def draw_batch(
-    videos: list[SynthVideo],
-    rng: np.random.Generator,
-    tokenizer: PreTrainedTokenizerBase,
-    size: int,
-    tokens: int,
+    views: LvlmViews, rng: np.random.Generator, tokenizer: PreTrainedTokenizerBase, tokens: int
 ) -> dict[str, torch.Tensor]:
     """BATCH examples with the same number of frames; prompts right-padded."""
     keyframes = int(rng.integers(1, MAX_KEYFRAMES + 1))
     frames, ids, labels = [], [], []
-    for index in rng.integers(0, len(videos), BATCH):
-        video = videos[index]
+    for index in rng.integers(0, len(views), BATCH):
+        video = views.videos[index]
         before_cut = range(1, video.cuts[0])
         extra = sorted(rng.choice(before_cut, min(keyframes - 1, len(before_cut)), replace=False).tolist())
         chosen = [0, *extra] + [0] * (keyframes - 1 - len(extra))  # short pre-cut segments repeat frame 0
-        frames.append(lvlm_frames(video, chosen, int(rng.integers(0, len(video.frames))), size))
+        frames.append(views.frames(index, chosen, int(rng.integers(0, len(video.frames)))))
         name = PART_COLOR_NAMES[video.parts[0]]
         answer = INFERENCE_ANSWER.replace(SEG_TOKEN, f"{SEG_TOKEN} {name}")
         question = QUESTIONS[rng.integers(len(QUESTIONS))]
@@ -105,11 +122,11 @@ def answer_accuracy(
 ) -> float:
     """Fraction of held-out examples (videos the pretraining never drew) whose whole answer, the
     part's name included, is the model's greedy next-token choice at every position."""
-    videos = [held_out_video(seed, i) for i in range(BATCH * batches)]
+    views = LvlmViews([held_out_video(seed, i) for i in range(BATCH * batches)], size)
     rng = np.random.default_rng(seed + 1)
     right = []
     for _ in range(batches):
-        batch = draw_batch(videos, rng, tokenizer, size, tokens)
+        batch = draw_batch(views, rng, tokenizer, tokens)
         logits = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits
         labels = batch["labels"][:, 1:]
         wrong = (logits[:, :-1].argmax(-1) != labels) & (labels != IGNORE_INDEX)
@@ -130,6 +147,7 @@ def main() -> None:
     model, tokenizer = build_toy_lvlm("toy_concept")
     size, tokens = lvlm_image_size(model), image_tokens_per_frame(model)
     videos = [pretraining_video(args.seed, i) for i in tqdm(range(args.videos), desc="videos")]
+    views = LvlmViews(videos, size)
     rng = np.random.default_rng(args.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     warmup = max(1, args.steps // 20)
@@ -139,7 +157,7 @@ def main() -> None:
     model.train()
     progress = tqdm(range(args.steps), desc="pretrain toy LVLM")
     for _ in progress:
-        loss = model(**draw_batch(videos, rng, tokenizer, size, tokens), use_cache=False).loss
+        loss = model(**draw_batch(views, rng, tokenizer, tokens), use_cache=False).loss
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

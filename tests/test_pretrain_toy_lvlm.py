@@ -14,6 +14,8 @@ import torch
 from data_tools.synth import PART_COLOR_NAMES, PART_COLORS, render_video
 from sec_train.data.collate import IGNORE_INDEX
 from sec_train.data.draw import GREEN
+from sec_train.data.images import to_chw
+from sec_train.infer.keyframes import KeyframeBank
 from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
 from sec_train.model.lvlm import build_toy_lvlm, image_tokens_per_frame, lvlm_image_size
@@ -44,8 +46,8 @@ def test_examples_are_outlined_keyframes_then_a_frame_with_the_part_named_after_
     script = _script()
     model, tokenizer = build_toy_lvlm("toy_concept")
     size, tokens = lvlm_image_size(model), image_tokens_per_frame(model)
-    videos = [script.pretraining_video(0, i) for i in range(4)]
-    batch = script.draw_batch(videos, np.random.default_rng(3), tokenizer, size, tokens)
+    views = script.LvlmViews([script.pretraining_video(0, i) for i in range(4)], size)
+    batch = script.draw_batch(views, np.random.default_rng(3), tokenizer, tokens)
     rows = batch["input_ids"].shape[0]
     frames = batch["pixel_values"].shape[0] // rows
     assert rows == script.BATCH and 2 <= frames <= script.MAX_KEYFRAMES + 1
@@ -60,8 +62,13 @@ def test_examples_are_outlined_keyframes_then_a_frame_with_the_part_named_after_
         assert (labels[mask == 0] == IGNORE_INDEX).all() and (ids[mask == 0] == tokenizer.pad_token_id).all()
     assert names <= set(PART_COLOR_NAMES)
 
-    video = videos[0]
-    outlined = script.lvlm_frames(video, [0], video.cuts[0], size)
+    video = views.videos[0]
+    outlined = views.frames(0, [0, 1, 0], video.cuts[0])
+    bank = KeyframeBank(size, max_size=3)  # the frames SeC's bank shows for the same keyframes
+    for t in (0, 1, 0):
+        bank.add(t, video.frames[t], video.masks[t, 0])
+    assert torch.equal(outlined[:3], torch.stack([to_chw(image) for image in bank.images()]))
+    outlined = outlined[2:]
     assert (outlined[0].permute(1, 2, 0) == torch.tensor(GREEN, dtype=torch.uint8)).all(-1).any()
     assert not (outlined[1].permute(1, 2, 0) == torch.tensor(GREEN, dtype=torch.uint8)).all(-1).any()
 
