@@ -174,10 +174,15 @@ def sam_units(cfg: TrainConfig, shape: Shape) -> int:
     return shape.sam_frames * shape.objects
 
 
+def sam_activation_bytes(cfg: TrainConfig, shape: Shape) -> float:
+    """Bytes autograd keeps for SAM 2's side of one micro-batch of `shape`."""
+    return SAM_ACTIVATION_BYTES[cfg.model.mode] * sam_units(cfg, shape)
+
+
 def activation_bytes(cfg: TrainConfig, shape: Shape, depth: Depth) -> float:
     """Bytes autograd keeps for backward for one micro-batch of `shape`."""
     mode, checkpointing = cfg.model.mode, cfg.model.activation_checkpointing
-    sam = SAM_ACTIVATION_BYTES[mode] * sam_units(cfg, shape)
+    sam = sam_activation_bytes(cfg, shape)
     if mode == "stage1":  # no LVLM forward
         return sam
     if checkpointing not in LVLM_ACTIVATION_BYTES:
@@ -191,8 +196,9 @@ def activation_bytes(cfg: TrainConfig, shape: Shape, depth: Depth) -> float:
     return lvlm + sam
 
 
-def transient_bytes(cfg: TrainConfig, shape: Shape, depth: Depth) -> float:
-    """The step's transient bytes (`TRANSIENT_BYTES`) for one micro-batch of `shape`."""
+def transient_bytes(cfg: TrainConfig, shape: Shape) -> float:
+    """The step's transient bytes (`TRANSIENT_BYTES`) for one micro-batch of `shape`, whatever
+    the depth."""
     if cfg.model.mode == "stage1":
         return TRANSIENT_BYTES["stage1_frame"] * shape.sam_frames
     return TRANSIENT_BYTES["llm_token"] * shape.llm_tokens
@@ -201,9 +207,8 @@ def transient_bytes(cfg: TrainConfig, shape: Shape, depth: Depth) -> float:
 def cpu_retained_bytes(cfg: TrainConfig, shape: Shape, depth: Depth) -> float:
     """What a CPU run's RSS holds beyond its live allocations (`CPU_RETAINED_BYTES`)."""
     per = CPU_RETAINED_BYTES
-    sam = SAM_ACTIVATION_BYTES[cfg.model.mode] * sam_units(cfg, shape)
     lvlm = 0 if cfg.model.mode == "stage1" else shape.llm_tokens * depth.llm
-    return per["llm_token_layer"] * lvlm + per["sam_activation_fraction"] * sam
+    return per["llm_token_layer"] * lvlm + per["sam_activation_fraction"] * sam_activation_bytes(cfg, shape)
 
 
 def gathered_bytes(counts: dict[str, int], weight: int, zero: int) -> int:
@@ -246,7 +251,7 @@ def plan_memory(
     out["workspace"] = int(
         bucket_bytes(counts["hidden"], w, zero)
         + gathered_bytes(counts, w, zero)
-        + transient_bytes(cfg, shape, depth)
+        + transient_bytes(cfg, shape)
     )
     if device == "cpu":
         out["cpu_retained"] = int(cpu_retained_bytes(cfg, shape, depth))
