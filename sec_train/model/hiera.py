@@ -1,4 +1,4 @@
-"""SAM 2's image encoder without two pieces of work transformers repeats for nothing.
+"""SAM 2's image encoder without three costs transformers pays for nothing.
 
 - transformers' `Sam2MultiScaleAttention.forward` (5.x) first computes `softmax((q * scale) @
   k^T)` with the head axis last (a [tokens, heads, heads] tensor) and never uses it: the
