@@ -17,6 +17,7 @@ from transformers import (
 
 from sec_train.model.attention import use_cpu_dropout_attention
 from sec_train.model.config import ModelConfig
+from sec_train.model.gradient_order import fixed_gradient_order
 from sec_train.model.lvlm import image_tokens_per_frame, lvlm_image_size
 from sec_train.model.sam2 import normalize_images
 from sec_train.model.stage1 import stage1_losses
@@ -25,6 +26,9 @@ from sec_train.model.token_attn import CONCEPT_DIM, build_token_attn
 from sec_train.model.tracker import FrameOutput, Sam2Tracker
 from sec_train.tokens import SEG_TOKEN
 from sec_train.types import LossDict, Stage1Batch, Stage2Batch
+
+# the parameters SAM 2 runs with: SAM 2's own and the concept attention
+SAM_SIDE = ("sam2.", "token_attn.")
 
 
 class SeCModel(nn.Module):
@@ -100,9 +104,17 @@ class SeCModel(nn.Module):
     def forward(self, batch: Stage1Batch | Stage2Batch) -> LossDict:
         """Losses of one batch; "loss" is the weighted total, the other keys its parts.
 
+        SAM 2's side runs once per frame, so how its trainable parameters' gradients interleave
+        with the rest depends on the batch; they are made ready last, in a fixed order, as
+        ZeRO-2's bucketed reduction needs (`fixed_gradient_order`).
+
         Args:
             batch (`Stage1Batch` or `Stage2Batch`): uint8 images, normalized here on their device.
         """
+        with fixed_gradient_order(self, SAM_SIDE):
+            return self._losses(batch)
+
+    def _losses(self, batch: Stage1Batch | Stage2Batch) -> LossDict:
         mode = self.config.mode
         if isinstance(batch, Stage1Batch):
             if mode != "stage1":
