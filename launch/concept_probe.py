@@ -4,7 +4,10 @@
 
 On each video's cut frame, with the LVLM reading frame 0 (object outlined) and the cut frame:
 - concept spread: how much the concept embedding differs between videos, relative to its norm
-  (near 0: the LVLM says the same thing whatever it sees);
+  (near 0: the LVLM says the same thing whatever it sees); the same for the `[SEG]` hidden state
+  it is made from (near 0: the LLM's state collapsed; high while the concept is near 0:
+  `text_hidden_fcs` did), and the fraction of `text_hidden_fcs`'s ReLU units that fire on any
+  video (near 0: they died);
 - concept-only IoU with the video's own concept, a zero concept and another video's concept
   (all equal: the concept does not steer the mask);
 - memory-only IoU: plain SAM 2 tracking from frame 0 to the cut;
@@ -49,13 +52,40 @@ def memory_only(model: SeCModel, video: Video) -> float:
     raise ValueError(f"{video.name}: no frame {cut}")
 
 
+def spread(rows: torch.Tensor) -> float:
+    """How much rows [N, D] differ, relative to their mean norm."""
+    return float(rows.std(0).norm() / rows.norm(dim=1).mean())
+
+
+def concepts_with_inputs(
+    propagator: SeCPropagator, videos: list[Video]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each video's cut-frame concept [V, 256], the `[SEG]` states `text_hidden_fcs` read and the
+    outputs of its ReLU, one row per video."""
+    fcs, seen = propagator.model.text_hidden_fcs, {"seg": [], "relu": []}
+
+    def keep(key: str, tensor: torch.Tensor) -> None:
+        seen[key].append(tensor.reshape(-1, tensor.shape[-1]))
+
+    hooks = [
+        fcs[0].register_forward_hook(lambda _, inputs, __: keep("seg", inputs[0])),
+        fcs[1].register_forward_hook(lambda _, __, out: keep("relu", out)),
+    ]
+    try:
+        concepts = torch.cat([cut_frame_concept(propagator, v) for v in videos])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return concepts, torch.cat(seen["seg"]), torch.cat(seen["relu"])
+
+
 def probe(model: SeCModel, data: str) -> dict[str, float]:
     propagator = SeCPropagator(model, PropagationConfig())
     videos = cut_videos(data)
     if len(videos) < 2:
         raise ValueError(f"{data}: the probe needs at least 2 videos with a recorded scene cut")
     with torch.no_grad():
-        concepts = torch.cat([cut_frame_concept(propagator, v) for v in videos])
+        concepts, seg_states, relu_out = concepts_with_inputs(propagator, videos)
         rows = []
         for i, video in enumerate(videos):
             truth = video.labels(video.scene_cuts[0]) == 1
@@ -65,8 +95,6 @@ def probe(model: SeCModel, data: str) -> dict[str, float]:
             own, zero, other = db_eval_iou(np.broadcast_to(truth, masks.shape), masks)
             moved = decoder_sensitivity(propagator, video, concepts[i : i + 1])
             rows.append((own, zero, other, memory_only(model, video), moved))
-    means = np.mean(rows, axis=0)
-    spread = float(concepts.std(0).norm() / concepts.norm(dim=1).mean())
     keys = (
         "iou_own_concept",
         "iou_zero_concept",
@@ -74,7 +102,13 @@ def probe(model: SeCModel, data: str) -> dict[str, float]:
         "iou_memory_only",
         "decoder_sensitivity",
     )
-    return {"videos": len(videos), "concept_spread": spread, **dict(zip(keys, map(float, means)))}
+    return {
+        "videos": len(videos),
+        "concept_spread": spread(concepts),
+        "seg_state_spread": spread(seg_states),
+        "fcs_relu_alive": float((relu_out > 0).any(0).float().mean()),
+        **dict(zip(keys, map(float, np.mean(rows, axis=0)))),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
