@@ -36,8 +36,5 @@ def fixed_gradient_order(model: nn.Module, prefixes: tuple[str, ...]) -> Iterato
         for name, param in model.named_parameters()
         if param.requires_grad and name.startswith(prefixes) and not hasattr(param, "ds_id")
     }
-    if not views:
-        yield
-        return
     with _reparametrize_module(model, views):
         yield
