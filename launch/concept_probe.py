@@ -10,7 +10,11 @@ On each video's cut frame, with the LVLM reading frame 0 (object outlined) and t
   video (near 0: they died);
 - concept-only IoU with the video's own concept, a zero concept and another video's concept
   (all equal: the concept does not steer the mask);
-- memory-only IoU: plain SAM 2 tracking from frame 0 to the cut;
+- memory-only IoU: plain SAM 2 tracking from frame 0 to the cut; then its IoU on the frame after
+  the cut and over the cut frame and all after it, as tracked and with the ground truth given on
+  the cut frame (what a perfect concept would give there: SeC reads the concept on cut frames
+  only). Equal next-frame IoUs: the tracker does not read its memory, and the most the concept can
+  add after the cut is what it adds on the cut frame itself;
 - decoder sensitivity: how much the mask logits move when the conditioned features the mask
   decoder reads are replaced by zeros, relative to their size (near 0: the decoder segments from
   the high-resolution skip features alone, and neither memory nor concept can change its mask).
@@ -43,13 +47,34 @@ def decoder_sensitivity(propagator: SeCPropagator, video: Video, concept: torch.
     return float((out.mask_logits - blank.mask_logits).abs().mean() / out.mask_logits.abs().mean())
 
 
-def memory_only(model: SeCModel, video: Video) -> float:
-    """Plain SAM 2 tracking's IoU on the cut frame."""
-    cut = video.scene_cuts[0]
-    for t, _, labels in SeCPropagator(model, PropagationConfig(use_concept=False)).run(video):
-        if t == cut:
-            return float(db_eval_iou(video.labels(cut) == 1, labels == 1))
-    raise ValueError(f"{video.name}: no frame {cut}")
+def tracked_after_cut(propagator: SeCPropagator, video: Video, truth_at_cut: bool) -> list[float]:
+    """IoU of plain SAM 2 tracking from frame 0's mask on the cut frame and each frame after it.
+    With `truth_at_cut`, the cut frame's output is its ground truth, remembered like a tracked
+    frame: what a perfect concept would give there (SeC reads the concept on cut frames only)."""
+    tracker, cut = propagator.model.tracker, video.scene_cuts[0]
+    state = tracker.init_state(1, len(video), memory_selection=propagator.config.memory_selection)
+    ious = []
+    for t in range(len(video)):
+        frame, truth = video.frame(t), video.labels(t) == 1
+        features, given = propagator._encode(frame), propagator._prompt_masks(truth[None])
+        if t == 0:
+            out = tracker.track_frame(state, features, t, mask_prompt=given)
+        elif t == cut and truth_at_cut:
+            out = tracker.track_frame(state, features, t, mask_input=given)
+        else:
+            out = tracker.track_frame(state, features, t)
+        if t >= cut:
+            mask = propagator._video_logits(out, frame.shape[:2])[0] > 0
+            ious.append(float(db_eval_iou(truth, mask)))
+    return ious
+
+
+def memory_reading(propagator: SeCPropagator, video: Video) -> tuple[float, ...]:
+    """Plain tracking's IoU on the cut frame, then on the next frame and over the cut frame and
+    all after it, without and with the truth given at the cut."""
+    plain, given = (tracked_after_cut(propagator, video, truth) for truth in (False, True))
+    next_frame = [ious[1] if len(ious) > 1 else np.nan for ious in (plain, given)]
+    return (plain[0], *next_frame, float(np.mean(plain)), float(np.mean(given)))
 
 
 def spread(rows: torch.Tensor) -> float:
@@ -94,20 +119,24 @@ def probe(model: SeCModel, data: str) -> dict[str, float]:
             masks = concept_only_masks(propagator, video, tried)
             own, zero, other = db_eval_iou(np.broadcast_to(truth, masks.shape), masks)
             moved = decoder_sensitivity(propagator, video, concepts[i : i + 1])
-            rows.append((own, zero, other, memory_only(model, video), moved))
+            rows.append((own, zero, other, moved, *memory_reading(propagator, video)))
     keys = (
         "iou_own_concept",
         "iou_zero_concept",
         "iou_other_concept",
-        "iou_memory_only",
         "decoder_sensitivity",
+        "iou_memory_only",
+        "iou_next_frame",
+        "iou_next_frame_truth_at_cut",
+        "iou_post_cut",
+        "iou_post_cut_truth_at_cut",
     )
     return {
         "videos": len(videos),
         "concept_spread": spread(concepts),
         "seg_state_spread": spread(seg_states),
         "fcs_relu_alive": float((relu_out > 0).any(0).float().mean()),
-        **dict(zip(keys, map(float, np.mean(rows, axis=0)))),
+        **dict(zip(keys, map(float, np.nanmean(rows, axis=0)))),
     }
 
 
@@ -118,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     for key, value in probe(load_model(args.trained, torch.device("cpu")), args.data).items():
-        print(f"{key:>20}: {value:.4f}" if isinstance(value, float) else f"{key:>20}: {value}")
+        print(f"{key:>28}: {value:.4f}" if isinstance(value, float) else f"{key:>28}: {value}")
     return 0
 
 
