@@ -208,6 +208,7 @@ def render_video(
     distractors: int = 1,
     bystanders: int = 0,
     parts: bool = False,
+    still: bool = False,
 ) -> SynthVideo:
     """Renders one video; deterministic given `seed`.
 
@@ -218,12 +219,17 @@ def render_video(
     objects then never leave the scene, so each segment shows them, and `bystanders` unannotated
     objects with their own look are in view all along (so that tracking must pick the object).
     `parts` gives objects their stable part without the restyling: ordinary videos of the same
-    objects, which a pixel-level tracker learns from.
+    objects, which a pixel-level tracker learns from. With `still`, objects stand still and stay
+    in view (with `scene_cut=False` every frame shows one scene, up to render noise): a tracker
+    can tell apart the objects of such a clip only by what its memory says it was prompted with.
     """
     rng = np.random.default_rng(seed)
     objs = [
-        _new_object(rng, height, width, frames, can_hide=i == 0 and not concept_cut) for i in range(objects)
+        _new_object(rng, height, width, frames, can_hide=i == 0 and not (concept_cut or still))
+        for i in range(objects)
     ]
+    for obj in objs if still else []:
+        obj.vel[:] = 0
     cut = -1
     if (scene_cut or concept_cut) and frames >= 4:
         cut = int(rng.integers(frames // 4, 3 * frames // 4 + 1))
@@ -415,6 +421,12 @@ def main(argv: list[str]) -> int:
         help="objects wear --concept-cut's stable part, without its restyling (ordinary "
         "videos of the same objects, for stage 1)",
     )
+    parser.add_argument(
+        "--still",
+        action="store_true",
+        help="objects stand still (with --no-scene-cuts: one scene in every frame), so only memory "
+        "tells them apart: the warm-up that teaches a tracker from scratch to read its memory",
+    )
     parser.add_argument("--sav", action="store_true", help="also write SA-V style mp4 + _manual.json")
     parser.add_argument("--shard-size", type=float, default=DEFAULT_SHARD_BYTES / 1e9, help="GB per shard")
     args = parser.parse_args(argv)
@@ -434,6 +446,7 @@ def main(argv: list[str]) -> int:
         distractors=args.distractors,
         bystanders=args.bystanders,
         parts=args.parts,
+        still=args.still,
     )
     print(f"{args.out}: {index['samples']} videos, {index['objects']} objects, {index['frames']} frames")
     return 0

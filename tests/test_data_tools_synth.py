@@ -91,6 +91,15 @@ def test_parts_without_concept_cut_keep_every_look():
     assert any((np.abs(np.array(c) * 32 + 16 - PART_COLORS) < 32).all(-1).any() for c in before)
 
 
+def test_still_objects_stay_put_and_in_view():
+    kwargs = dict(frames=12, height=96, width=128, objects=3, scene_cut=False, parts=True)
+    still = render_video("v", 4, still=True, **kwargs)
+    moving = render_video("v", 4, **kwargs)
+    # every frame shows the same masks, every object in view (none hides, as object 0 may)
+    assert (still.masks == still.masks[:1]).all() and still.masks.any(axis=(2, 3)).all()
+    assert not (moving.masks == moving.masks[:1]).all()
+
+
 def test_synth_shards_record_their_scene_cuts(tmp_path):
     args = [
         "synth",
