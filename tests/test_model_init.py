@@ -64,3 +64,32 @@ def test_token_attn_init_base_keeps_the_base_token_attn(tmp_path, caplog):
     for key, value in model.token_attn.state_dict().items():
         torch.testing.assert_close(value, base[key], rtol=0, atol=0)
         assert not torch.equal(value, stage1[key])
+
+
+def _one_tracked_frame(model) -> torch.Tensor:
+    """The mask logits [N, M, h, w] of a toy frame tracked from a prompted one: M masks."""
+    tracker = model.tracker
+    features = tracker.encode_frames(torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(0)))
+    state = tracker.init_state(num_objects=1, num_frames=2)
+    prompt = torch.zeros(1, 128, 128)
+    prompt[:, 32:96, 32:96] = 1
+    tracker.track_frame(state, features.frame(0), 0, mask_prompt=prompt)
+    return tracker.track_frame(state, features.frame(1), 1).multimask_logits
+
+
+def test_multimask_tracking_is_set_by_the_run_and_carried_through_init(tmp_path):
+    with torch.no_grad():
+        assert _one_tracked_frame(build_sec_model(ModelConfig(mode="stage1"))).shape[1] == 3  # SAM 2.1's
+        stage1 = build_sec_model(ModelConfig(mode="stage1", multimask_tracking=False))
+        assert _one_tracked_frame(stage1).shape[1] == 1
+    apply_trainable(
+        stage1, TrainableConfig(lora=dataclasses.replace(TrainableConfig().lora, r=0), memory_attention=True)
+    )
+    save_trainable(stage1, tmp_path / "stage1")
+    # a run on top that does not say keeps it, through its own checkpoint too; one that says wins
+    stage2 = build_trainable_model(ModelConfig(mode="concept_only", init=str(tmp_path / "stage1")))
+    save_trainable(stage2, tmp_path / "stage2")
+    with torch.no_grad():
+        assert _one_tracked_frame(build_sec_model(ModelConfig(init=str(tmp_path / "stage2")))).shape[1] == 1
+        again = build_sec_model(ModelConfig(init=str(tmp_path / "stage1"), multimask_tracking=True))
+        assert _one_tracked_frame(again).shape[1] == 3

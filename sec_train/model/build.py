@@ -26,7 +26,7 @@ from transformers import InternVLForConditionalGeneration, PreTrainedTokenizerBa
 
 from sec_train.model.config import ModelConfig
 from sec_train.model.lvlm import TOY_SIZES, build_real_lvlm_meta, build_toy_lvlm, load_lvlm
-from sec_train.model.sam2 import build_sam2, set_num_maskmem
+from sec_train.model.sam2 import build_sam2, set_multimask_tracking, set_num_maskmem
 from sec_train.model.sec import SeCModel
 from sec_train.model.trainable import apply_trainable, inject_lora
 from sec_train.model.weights import (
@@ -54,7 +54,8 @@ def build_sec_model(cfg: ModelConfig) -> SeCModel:
 
     Args:
         cfg (`ModelConfig`): `cfg.init` (a model directory or a trainable checkpoint) wins over
-            `cfg.lvlm` / `cfg.sam2`; `cfg.num_maskmem`, when set, resizes SAM 2's memory bank.
+            `cfg.lvlm` / `cfg.sam2`; `cfg.num_maskmem`, when set, resizes SAM 2's memory bank,
+            and `cfg.multimask_tracking`, when set, says how many masks tracked frames get.
 
     Returns:
         `SeCModel`, deterministic for random parts (seed 0); `model.config` is `cfg`.
@@ -67,6 +68,7 @@ def build_sec_model(cfg: ModelConfig) -> SeCModel:
         torch.manual_seed(0)
         lvlm, tokenizer = _build_lvlm(cfg.lvlm)
         sam2 = build_sam2(cfg.sam2, cfg.num_maskmem)
+        set_multimask_tracking(sam2, cfg.multimask_tracking)
         return SeCModel(cfg, lvlm, tokenizer, sam2).eval()
 
 
@@ -83,6 +85,7 @@ def _from_init(cfg: ModelConfig) -> SeCModel:
     init = Path(cfg.init)
     if (init / TRAINABLE_FILE).is_file():
         saved = load_model_config(init)
+        multimask = saved.multimask_tracking if cfg.multimask_tracking is None else cfg.multimask_tracking
         # the checkpoint's base as the checkpoint's own run built it
         base_cfg = dataclasses.replace(
             cfg,
@@ -91,6 +94,7 @@ def _from_init(cfg: ModelConfig) -> SeCModel:
             init=saved.init,
             token_attn_init=saved.token_attn_init,
             num_maskmem=cfg.num_maskmem or saved.num_maskmem,
+            multimask_tracking=multimask,
         )
         model = build_sec_model(base_cfg)
         load_trainable(model, init, cfg.token_attn_init)
@@ -103,6 +107,7 @@ def _from_model_dir(cfg: ModelConfig, directory: Path) -> SeCModel:
     lvlm, tokenizer, sam2, parts = read_model_dir(directory)
     if cfg.num_maskmem is not None and cfg.num_maskmem != sam2.num_maskmem:
         set_num_maskmem(sam2, cfg.num_maskmem)
+    set_multimask_tracking(sam2, cfg.multimask_tracking)
     model = SeCModel(cfg, lvlm, tokenizer, sam2)
     expected = {k for k in model.state_dict() if k.split(".")[0] in SEC_PARTS}
     if set(parts) != expected:

@@ -134,6 +134,12 @@ class ModelConfig:
     """Which earlier frames SAM 2 tracking reads in training (see `Sam2Tracker`): "recent" as SAM
     2's and SeC's trainers do, "reliable" as SeC's released predictor (inference uses "reliable"
     whatever this says)."""
+    multimask_tracking: bool | None = None
+    """Whether SAM 2 makes 3 masks on a frame tracked without prompts and keeps the one its IoU
+    head rates best, as SAM 2.1 (and SeC's predictor with it) does; false: one mask. None keeps
+    `init`'s, else the SAM 2 checkpoint's (true for "toy" and "real"). A toy SAM 2 trained from
+    scratch can cover two objects with two of its 3 masks and then never learns to read its memory
+    (TRAIN.md, "The concept benchmark")."""
     trainable: TrainableConfig = field(default_factory=TrainableConfig)
     """What receives gradients."""
     loss: LossConfig = field(default_factory=LossConfig)

@@ -107,6 +107,13 @@ def real_sam2_config(num_maskmem: int = 7) -> Sam2VideoConfig:
     return Sam2VideoConfig(vision_config=vision, image_size=1024, num_maskmem=num_maskmem)
 
 
+def set_multimask_tracking(sam2: Sam2VideoModel, multimask: bool | None) -> None:
+    """Sets whether frames tracked without prompts get 3 masks (SAM 2's
+    `multimask_output_for_tracking`, read from the config at every call); None leaves it."""
+    if multimask is not None:
+        sam2.config.multimask_output_for_tracking = multimask
+
+
 def build_sam2(source: str, num_maskmem: int | None = None) -> Sam2VideoModel:
     """Builds SAM 2 from "toy", "real" or a local transformers checkpoint directory.
 
