@@ -228,8 +228,9 @@ def render_video(
         _new_object(rng, height, width, frames, can_hide=i == 0 and not (concept_cut or still))
         for i in range(objects)
     ]
-    for obj in objs if still else []:
-        obj.vel[:] = 0
+    if still:
+        for obj in objs:
+            obj.vel[:] = 0
     cut = -1
     if (scene_cut or concept_cut) and frames >= 4:
         cut = int(rng.integers(frames // 4, 3 * frames // 4 + 1))

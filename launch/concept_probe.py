@@ -56,11 +56,11 @@ def tracked_after_cut(propagator: SeCPropagator, video: Video, truth_at_cut: boo
     ious = []
     for t in range(len(video)):
         frame, truth = video.frame(t), video.labels(t) == 1
-        features, given = propagator._encode(frame), propagator._prompt_masks(truth[None])
+        features = propagator._encode(frame)
         if t == 0:
-            out = tracker.track_frame(state, features, t, mask_prompt=given)
+            out = tracker.track_frame(state, features, t, mask_prompt=propagator._prompt_masks(truth[None]))
         elif t == cut and truth_at_cut:
-            out = tracker.track_frame(state, features, t, mask_input=given)
+            out = tracker.track_frame(state, features, t, mask_input=propagator._prompt_masks(truth[None]))
         else:
             out = tracker.track_frame(state, features, t)
         if t >= cut:
