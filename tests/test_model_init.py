@@ -5,12 +5,14 @@ checkpoint hands its memory attention on to `token_attn`, as `model.token_attn_i
 import dataclasses
 import logging
 
+import pytest
 import torch
 
 from sec_train.model.build import build_sec_model, build_trainable_model
 from sec_train.model.config import ModelConfig, TrainableConfig
+from sec_train.model.lvlm import build_toy_lvlm
 from sec_train.model.trainable import apply_trainable
-from sec_train.model.weights import save_trainable
+from sec_train.model.weights import merged_lvlm_state_dict, save_trainable
 
 
 def _stage1_checkpoint(directory) -> dict[str, torch.Tensor]:
@@ -21,6 +23,7 @@ def _stage1_checkpoint(directory) -> dict[str, torch.Tensor]:
         TrainableConfig(
             lora=dataclasses.replace(TrainableConfig().lora, r=0),
             embeddings=False,
+            projector=False,
             text_hidden_fcs=False,
             memory_attention=True,
         ),
@@ -93,3 +96,37 @@ def test_multimask_tracking_is_set_by_the_run_and_carried_through_init(tmp_path)
         assert _one_tracked_frame(build_sec_model(ModelConfig(init=str(tmp_path / "stage2")))).shape[1] == 1
         again = build_sec_model(ModelConfig(init=str(tmp_path / "stage1"), multimask_tracking=True))
         assert _one_tracked_frame(again).shape[1] == 3
+
+
+def _another_lvlm(directory) -> dict[str, torch.Tensor]:
+    """A toy LVLM directory with weights unlike the toy base's (a pretrained InternVL's stand-in)."""
+    lvlm, tokenizer = build_toy_lvlm("toy")
+    with torch.no_grad():
+        for p in lvlm.parameters():
+            p.add_(0.25)
+    lvlm.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return {k: v.clone() for k, v in lvlm.state_dict().items()}
+
+
+def test_init_lvlm_puts_another_lvlm_under_a_stage1_checkpoint_and_reloads_on_it(tmp_path):
+    stage1 = _stage1_checkpoint(tmp_path / "stage1")
+    pretrained = _another_lvlm(tmp_path / "lvlm")
+    key = "model.vision_tower.embeddings.patch_embeddings.projection.weight"  # stage 2 keeps it frozen
+    base = build_sec_model(ModelConfig()).lvlm.state_dict()[key]
+    assert not torch.equal(base, pretrained[key])
+
+    model = build_trainable_model(
+        ModelConfig(mode="concept_only", init=str(tmp_path / "stage1"), init_lvlm=str(tmp_path / "lvlm"))
+    )
+    torch.testing.assert_close(merged_lvlm_state_dict(model.lvlm)[key], pretrained[key], rtol=0, atol=0)
+    for name, value in model.sam2.memory_attention.state_dict().items():  # stage 1's SAM 2 still
+        torch.testing.assert_close(value, stage1[name], rtol=0, atol=0)
+
+    # its checkpoint records the LVLM it ran on: a reload rebuilds on it, not on stage 1's base
+    save_trainable(model, tmp_path / "stage2")
+    reloaded = build_sec_model(ModelConfig(init=str(tmp_path / "stage2")))
+    torch.testing.assert_close(merged_lvlm_state_dict(reloaded.lvlm)[key], pretrained[key], rtol=0, atol=0)
+    # stage 2 trained the LVLM (LoRA): its LVLM cannot be swapped away
+    with pytest.raises(ValueError, match="stage2 trained the LVLM"):
+        build_sec_model(ModelConfig(init=str(tmp_path / "stage2"), init_lvlm=str(tmp_path / "lvlm")))

@@ -10,7 +10,8 @@
    the pretrained directories), then its trained tensors on top, injecting its LoRA adapter.
    When it trained SAM 2's memory attention but not `token_attn` (stage 1), `token_attn`
    becomes a copy of that trained memory attention (`token_attn_init="memory_attention"`,
-   SeC's rule, logged) or keeps the base's (`"base"`).
+   SeC's rule, logged) or keeps the base's (`"base"`). `init_lvlm` puts another LVLM in the
+   base's place when the checkpoint trained none of it.
 
 The trainer then applies the trainable policy (`build_trainable_model`).
 """
@@ -86,12 +87,15 @@ def _from_init(cfg: ModelConfig) -> SeCModel:
     if (init / TRAINABLE_FILE).is_file():
         saved = load_model_config(init)
         multimask = saved.multimask_tracking if cfg.multimask_tracking is None else cfg.multimask_tracking
+        if cfg.init_lvlm is not None:
+            _check_lvlm_untrained(init)
         # the checkpoint's base as the checkpoint's own run built it
         base_cfg = dataclasses.replace(
             cfg,
-            lvlm=saved.lvlm,
+            lvlm=cfg.init_lvlm or saved.lvlm,
             sam2=saved.sam2,
             init=saved.init,
+            init_lvlm=saved.init_lvlm,
             token_attn_init=saved.token_attn_init,
             num_maskmem=cfg.num_maskmem or saved.num_maskmem,
             multimask_tracking=multimask,
@@ -100,7 +104,20 @@ def _from_init(cfg: ModelConfig) -> SeCModel:
         load_trainable(model, init, cfg.token_attn_init)
         model.config = cfg
         return model
+    if cfg.init_lvlm is not None:
+        raise ValueError(f"model.init_lvlm needs model.init to be a trainable checkpoint; {init} is not one")
     return _from_model_dir(cfg, init)
+
+
+def _check_lvlm_untrained(init: Path) -> None:
+    """`init_lvlm` replaces the base's LVLM, so `init` must not hold LVLM weights it trained."""
+    state, adapter_dir = read_trainable(init)
+    trained = [k for k in state if k.startswith("lvlm.")]
+    if adapter_dir is not None or trained:
+        raise ValueError(
+            f"model.init_lvlm: {init} trained the LVLM ({'LoRA' if adapter_dir else trained[0]}), so "
+            "its LVLM cannot be replaced; start from the run that trained it without init_lvlm"
+        )
 
 
 def _from_model_dir(cfg: ModelConfig, directory: Path) -> SeCModel:

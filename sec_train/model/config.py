@@ -109,7 +109,7 @@ class ModelConfig:
     lvlm: str = "toy"
     """The LVLM: "toy" (random, small), "toy_concept" (random, 112 px frames, for the concept
     benchmark), "real" (InternVL 2.5-4B shapes on the meta device) or a local HF-format InternVL
-    directory. Ignored when `init` is set."""
+    directory. Ignored when `init` is set (see `init_lvlm`)."""
     sam2: str = "toy"
     """SAM 2: "toy", "real" or a local HF-format `Sam2VideoModel` directory. Ignored when `init`
     is set."""
@@ -119,6 +119,11 @@ class ModelConfig:
     `sec_config.json` names. Recorded in this run's checkpoints, so they reload on it. Alone it
     starts at step 0 with a fresh optimizer; with `resume`, the checkpoint then restores
     everything that trains (frozen weights keep their `init` values)."""
+    init_lvlm: str | None = None
+    """With `init` a trainable checkpoint that trained nothing of the LVLM (stage 1): the LVLM to
+    build in its base's place (the values of `lvlm`), as SeC's stage 2 pairs stage 1's SAM 2 with
+    a pretrained InternVL. So stage 1 can run before (or beside) the LVLM's own pretraining. None
+    keeps the checkpoint's; recorded, so this run's checkpoints reload on it."""
     token_attn_init: Literal["memory_attention", "base"] = "memory_attention"
     """Where `token_attn` starts when `init` is a trainable checkpoint that trained SAM 2's
     memory attention but not `token_attn` (stage 1): "memory_attention" copies that trained
