@@ -32,10 +32,10 @@ from torch import nn
 from tqdm import tqdm
 
 from data_tools.synth import PART_COLORS, render_video
-from sec_train.infer.keyframes import KeyframeBank
+from sec_train.eval.concept import first_cut_concept
 from sec_train.infer.propagate import PropagationConfig, SeCPropagator
 from sec_train.infer.runtime import load_model
-from sec_train.model.losses import dice_loss, multimask_losses
+from sec_train.model.losses import dice_loss, mask_iou, multimask_losses
 from sec_train.model.sec import SeCModel
 from sec_train.model.token_attn import CONCEPT_DIM
 from sec_train.model.tracker import FrameFeatures, FrameOutput
@@ -72,9 +72,7 @@ def cut_frames(model: SeCModel, first: int, count: int) -> CutFrames:
         for seed in tqdm(range(first, first + count), desc="cut frames"):
             video = render_video("o", seed, frames=12, height=96, width=128, objects=1, concept_cut=True)
             cut = video.cuts[0]
-            bank = KeyframeBank(model.lvlm_image_size)
-            bank.add(0, video.frames[0], video.masks[0, 0])
-            propagator.concepts([bank], video.frames[cut])
+            first_cut_concept(propagator, video.frames[0], video.masks[0, 0], video.frames[cut])
             features.append(propagator._encode(video.frames[cut]))
             masks.append(propagator._prompt_masks(video.masks[cut, :1])[0] > 0.5)
             parts.append(video.parts[0])
@@ -134,10 +132,8 @@ def held_out_iou(model: SeCModel, frames: CutFrames, source: ConceptSource) -> d
     tried = {"own": own, "zero": torch.zeros_like(own), "other": own.roll(1, 0)}
     scores = {}
     for name, concept in tried.items():
-        pred = concept_only(model, frames.select(rows), concept).high_res_masks[:, 0] > 0
-        inter = (pred & frames.masks).flatten(1).sum(1)
-        union = (pred | frames.masks).flatten(1).sum(1).clamp(min=1)
-        scores[name] = float((inter / union).mean())
+        logits = concept_only(model, frames.select(rows), concept).high_res_masks[:, 0]
+        scores[name] = float(mask_iou(logits.flatten(1), frames.masks.flatten(1)).mean())
     return scores
 
 

@@ -29,9 +29,18 @@ def cut_videos(data: str) -> list[Video]:
 
 def cut_frame_concept(propagator: SeCPropagator, video: Video) -> torch.Tensor:
     """The concept [1, 256] SeC computes on the video's first cut with a bank of frame 0."""
+    return first_cut_concept(
+        propagator, video.frame(0), video.labels(0) == 1, video.frame(video.scene_cuts[0])
+    )
+
+
+def first_cut_concept(
+    propagator: SeCPropagator, first_frame: np.ndarray, first_mask: np.ndarray, cut_frame: np.ndarray
+) -> torch.Tensor:
+    """The concept [1, 256] on a first cut: a bank of the first frame, its object outlined."""
     bank = KeyframeBank(propagator.model.lvlm_image_size)
-    bank.add(0, video.frame(0), video.labels(0) == 1)
-    return propagator.concepts([bank], video.frame(video.scene_cuts[0]))
+    bank.add(0, first_frame, first_mask)
+    return propagator.concepts([bank], cut_frame)
 
 
 def concept_only_masks(propagator: SeCPropagator, video: Video, concepts: torch.Tensor) -> np.ndarray:
