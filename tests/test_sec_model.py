@@ -118,6 +118,20 @@ def test_concept_reaches_the_masks_in_both_modes():
         assert not torch.allclose(a, b), mode
 
 
+@pytest.mark.parametrize("dropout", [None, 0.0])
+def test_token_attn_dropout_is_the_recipe_key_and_leaves_memory_attention_alone(dropout):
+    model = build_sec_model(ModelConfig(mode="concept_only", token_attn_dropout=dropout)).train()
+    batch = stage2_batch(model, refs=(1,), sam_frames=(2,))
+    concept = torch.randn(1, 256)
+    with torch.no_grad():
+        a, b = (model._target_outputs(batch, concept)[0].multimask_logits for _ in range(2))
+    # None keeps SAM 2's memory-attention dropout in the copy, so two training passes differ
+    assert torch.equal(a, b) == (dropout == 0.0)
+    probabilities = {m.p for m in model.sam2.memory_attention.modules() if isinstance(m, torch.nn.Dropout)}
+    assert probabilities == {0.1}
+    assert {m.dropout_p for m in model.sam2.memory_attention.modules() if hasattr(m, "dropout_p")} == {0.1}
+
+
 def _overfit(model, batch, policy: TrainableConfig, steps: int, lr: float = 3e-3) -> tuple[dict, dict]:
     apply_trainable(model, policy)
     model.train()

@@ -129,6 +129,11 @@ class ModelConfig:
     memory attention but not `token_attn` (stage 1): "memory_attention" copies that trained
     memory attention into it, as SeC initialises `token_attn` from the memory attention it
     starts from (logged); "base" keeps the base's `token_attn`."""
+    token_attn_dropout: float | None = None
+    """`token_attn`'s dropout in training (residual branches, MLP, attention weights); None keeps
+    SAM 2's memory attention's (0.1), as SeC's copy does. Its attention reads only 4 concept
+    tokens, so attention dropout 0.1 hides a token's share of the concept at random; the toy
+    concept recipe sets 0 (TRAIN.md, "The concept benchmark")."""
     num_maskmem: int | None = None
     """SAM 2's memory bank size; None keeps the checkpoint's (7 for SAM 2.1 and toy)."""
     activation_checkpointing: bool = False
@@ -154,4 +159,7 @@ class ModelConfig:
         check_choices(self)
         if self.num_maskmem is not None:
             check(self.num_maskmem >= 1, "num_maskmem", self.num_maskmem, ">= 1 or null")
+        dropout = self.token_attn_dropout
+        if dropout is not None:
+            check(0 <= dropout < 1, "token_attn_dropout", dropout, "in [0, 1) or null")
         check(self.stage1_tracked_frames >= 1, "stage1_tracked_frames", self.stage1_tracked_frames, ">= 1")

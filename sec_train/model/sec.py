@@ -64,7 +64,7 @@ class SeCModel(nn.Module):
             nn.Dropout(0.0),
         )
         use_cpu_dropout_attention(sam2)  # before the copy, so token_attn attends the same way
-        self.token_attn = build_token_attn(sam2)
+        self.token_attn = build_token_attn(sam2, config.token_attn_dropout)
         # a plain object holding references, so each weight appears once in the state dict
         self.tracker = Sam2Tracker(sam2, self.token_attn, memory_selection=config.memory_selection)
         self.tokenizer = tokenizer

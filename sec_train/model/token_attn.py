@@ -17,16 +17,25 @@ from transformers import Sam2VideoModel
 CONCEPT_DIM = 256
 
 
-def build_token_attn(sam2: Sam2VideoModel) -> nn.Module:
+def build_token_attn(sam2: Sam2VideoModel, dropout: float | None = None) -> nn.Module:
     """A deep copy of `sam2.memory_attention`, initialised from its current weights.
 
     Args:
         sam2 (`Sam2VideoModel`): the SAM 2 whose memory attention is copied.
+        dropout (`float`, *optional*): the copy's dropout in training, on its residual branches,
+            its MLP and its attention weights; None keeps the memory attention's (SeC's copy).
 
     Returns:
         `nn.Module`: a `Sam2VideoMemoryAttention` with its own parameters.
     """
-    return copy.deepcopy(sam2.memory_attention)
+    token_attn = copy.deepcopy(sam2.memory_attention)
+    if dropout is not None:
+        for module in token_attn.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = dropout
+            elif hasattr(module, "dropout_p"):  # the attention weights' dropout
+                module.dropout_p = dropout
+    return token_attn
 
 
 def concept_condition(
