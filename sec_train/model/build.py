@@ -38,6 +38,7 @@ from sec_train.model.weights import (
     read_adapter,
     read_model_dir,
     read_trainable,
+    trainable_names,
 )
 
 logger = logging.getLogger(__name__)
@@ -111,8 +112,8 @@ def _from_init(cfg: ModelConfig) -> SeCModel:
 
 def _check_lvlm_untrained(init: Path) -> None:
     """`init_lvlm` replaces the base's LVLM, so `init` must not hold LVLM weights it trained."""
-    state, adapter_dir = read_trainable(init)
-    trained = [k for k in state if k.startswith("lvlm.")]
+    names, adapter_dir = trainable_names(init)
+    trained = [k for k in names if k.startswith("lvlm.")]
     if adapter_dir is not None or trained:
         raise ValueError(
             f"model.init_lvlm: {init} trained the LVLM ({'LoRA' if adapter_dir else trained[0]}), so "

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft.tuners.tuners_utils import BaseTunerLayer
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import InternVLForConditionalGeneration, PreTrainedTokenizerBase, Sam2VideoModel
@@ -119,12 +120,24 @@ def read_adapter(adapter_dir: Path) -> tuple[PeftLoraConfig, dict[str, torch.Ten
 def read_trainable(directory: str | Path) -> tuple[dict[str, torch.Tensor], Path | None]:
     """A trainable checkpoint's non-LoRA tensors (SeCModel names) and its adapter directory
     (None when it has no LoRA)."""
+    path, adapter = _trainable_files(directory)
+    return load_file(str(path)), adapter
+
+
+def trainable_names(directory: str | Path) -> tuple[list[str], Path | None]:
+    """`read_trainable`'s tensor names, read from the file's header without loading a tensor."""
+    path, adapter = _trainable_files(directory)
+    with safe_open(str(path), framework="pt") as f:
+        return list(f.keys()), adapter
+
+
+def _trainable_files(directory: str | Path) -> tuple[Path, Path | None]:
     directory = Path(directory)
     path = directory / TRAINABLE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{directory} is not a trainable checkpoint: {TRAINABLE_FILE} is missing")
     adapter = directory / ADAPTER_DIR
-    return load_file(str(path)), adapter if adapter.is_dir() else None
+    return path, adapter if adapter.is_dir() else None
 
 
 def merged_lvlm_state_dict(lvlm: nn.Module) -> dict[str, torch.Tensor]:
