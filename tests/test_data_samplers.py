@@ -147,6 +147,30 @@ def test_stage2_cut_target_prob_prefers_scene_cut_targets(sample, tokenizer):
         assert a == on.plan(sample.header, 1, np.random.default_rng(seed))
 
 
+def test_stage2_refs_before_target_draws_references_as_inference_has_them(sample, tokenizer):
+    header = {**sample.header, "scene_cuts": [9]}
+
+    def plans(**options):
+        sampler = Stage2Sampler(Stage2Config(cut_target_prob=1.0, add_noise=False, **options), mode="fused",
+                                tokenizer=tokenizer, lvlm_image_size=28, sam_image_size=32,
+                                num_image_tokens=2)  # fmt: skip
+        return [sampler.plan(header, 1, np.random.default_rng(seed)) for seed in range(100)]
+
+    official, before = plans(), plans(refs_before_target=True)
+    assert any(r > p.target for p in official for r in p.refs)  # the official draw looks past the cut
+    assert all(r < p.target for p in before for r in p.refs)
+    # the same start and target; as many references as asked while the frames before allow
+    assert [(p.start, p.target) for p in official] == [(p.start, p.target) for p in before]
+    assert any(len(p.refs) > 1 for p in before)
+    # only the start frame before the target: the references come from after it, not none
+    late = {**header, "visible": {"1": list(range(3, 11))}, "scene_cuts": [4]}
+    sampler = Stage2Sampler(Stage2Config(cut_target_prob=1.0, refs_before_target=True, add_noise=False),
+                            mode="concept_only", tokenizer=tokenizer, lvlm_image_size=28, sam_image_size=32,
+                            num_image_tokens=2)  # fmt: skip
+    plan = sampler.plan(late, 1, np.random.default_rng(0))
+    assert (plan.start, plan.target) == (3, 4) and plan.refs and all(r > 4 for r in plan.refs)
+
+
 def test_stage2_example_outlines_references_and_keeps_the_target_clean(sample, tokenizer):
     sampler = Stage2Sampler(Stage2Config(add_noise=False), mode="fused", tokenizer=tokenizer,
                             lvlm_image_size=64, sam_image_size=32, num_image_tokens=2)  # fmt: skip

@@ -118,6 +118,10 @@ class Stage2Config:
     """Chance that the target is a scene-cut frame (the shard header's `scene_cuts`) when the
     video has one that can be; not in SeC's recipe (0 keeps its draw). For synthetic concept-cut
     videos, where the official draw rarely lands where a concept is needed."""
+    refs_before_target: bool = False
+    """References only from frames before the target, as inference's keyframe bank holds them
+    (the official draw takes them anywhere, so after a cut they can show the object's new look);
+    all of them when none is before. Not in SeC's recipe."""
 
     def __post_init__(self) -> None:
         check(self.min_context >= 1, "min_context", self.min_context, ">= 1")

@@ -190,6 +190,8 @@ class Stage2Sampler:
         # the other visible frames, in Python's set order as the official code lists them; a
         # random subset in random order when there are more than it asks for
         others = list(set(visible) - {start, target})
+        if cfg.refs_before_target and any(r < target for r in others):
+            others = [r for r in others if r < target]
         if len(others) > num_refs:
             others = [int(r) for r in rng.choice(others, num_refs, replace=False)]
         return start, target, others
