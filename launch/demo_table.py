@@ -1,7 +1,8 @@
 """The demo's results table: J&F overall and after the scene cut, J, F and LVLM calls of the
 untrained toy SeC and a trained one, each with plain SAM 2 tracking and with SeC's concept
 guidance, on the same held-out videos; `--ablation` adds the trained model with its concept
-zeroed (SeC's path, but the LVLM's `[SEG]` carries nothing).
+zeroed (SeC's path, but the LVLM's `[SEG]` carries nothing) and with `token_attn` untrained (as
+stage 2 starts it: a copy of SAM 2's memory attention), to show where SeC's gain comes from.
 
     python launch/demo_table.py --data runs/demo/data/val/shards --trained runs/demo/stage2 \
         --json runs/demo/results.json
@@ -29,19 +30,32 @@ TRACKING = {"sam2_only": ("SAM 2 only", False), "sec": ("SeC", True)}
 
 
 @contextlib.contextmanager
-def zeroed_concept(model: SeCModel) -> Iterator[None]:
-    """Makes every concept embedding exactly zero (the last `text_hidden_fcs` layer outputs 0)."""
-    last = model.text_hidden_fcs[2]
-    saved = [p.detach().clone() for p in last.parameters()]
-    with torch.no_grad():
-        for p in last.parameters():
-            p.zero_()
+def swapped_weights(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Runs the block with `module` holding `state`, then puts its own weights back."""
+    saved = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    module.load_state_dict(state)
     try:
         yield
     finally:
-        with torch.no_grad():
-            for p, value in zip(last.parameters(), saved):
-                p.copy_(value)
+        module.load_state_dict(saved)
+
+
+def zeroed_concept(model: SeCModel) -> contextlib.AbstractContextManager:
+    """Makes every concept embedding exactly zero (the last `text_hidden_fcs` layer outputs 0)."""
+    last = model.text_hidden_fcs[2]
+    return swapped_weights(last, {k: torch.zeros_like(v) for k, v in last.state_dict().items()})
+
+
+def untrained_token_attn(model: SeCModel) -> contextlib.AbstractContextManager:
+    """`token_attn` as stage 2 starts it (`token_attn_init`): a copy of SAM 2's memory attention."""
+    return swapped_weights(model.token_attn, model.sam2.memory_attention.state_dict())
+
+
+# --ablation's rows: the trained model, SeC tracking, with part of its concept path undone
+ABLATIONS = {
+    "sec_zero_concept": ("SeC, concept zeroed", zeroed_concept),
+    "sec_untrained_token_attn": ("SeC, token_attn untrained", untrained_token_attn),
+}
 
 
 def score(model: SeCModel, data: str, use_concept: bool) -> dict[str, float]:
@@ -50,22 +64,22 @@ def score(model: SeCModel, data: str, use_concept: bool) -> dict[str, float]:
 
 
 def score_all(models: dict[str, SeCModel], data: str, ablation: bool) -> dict[str, dict[str, dict]]:
-    """`{model: {"sam2_only" | "sec" [| "sec_zero_concept"]: scores}}` over all videos of `data`."""
+    """`{model: {"sam2_only" | "sec" [| ABLATIONS]: scores}}` over all videos of `data`."""
     results: dict[str, dict[str, dict]] = {}
     for name, model in models.items():
         for key, (tracking, use_concept) in TRACKING.items():
             print(f"--- {name}, {tracking}", file=sys.stderr)
             results.setdefault(name, {})[key] = score(model, data, use_concept)
-    if ablation:
-        print("--- trained, SeC with the concept zeroed", file=sys.stderr)
-        with zeroed_concept(models["trained"]):
-            results["trained"]["sec_zero_concept"] = score(models["trained"], data, True)
+    for key, (tracking, undo) in ABLATIONS.items() if ablation else ():
+        print(f"--- trained, {tracking}", file=sys.stderr)
+        with undo(models["trained"]):
+            results["trained"][key] = score(models["trained"], data, True)
     return results
 
 
 def format_table(results: dict[str, dict[str, dict]]) -> str:
     """The results as a Markdown table, scores x100 (it reads as plain text too)."""
-    names = {**{k: v[0] for k, v in TRACKING.items()}, "sec_zero_concept": "SeC, concept zeroed"}
+    names = {k: v[0] for k, v in {**TRACKING, **ABLATIONS}.items()}
     lines = [
         "| model | tracking | J&F | J&F post-cut | J | F | LVLM calls |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -82,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="held-out videos: DAVIS-style root or shard dir")
     parser.add_argument("--trained", required=True, help="a training run, checkpoint or model dir")
     parser.add_argument("--json", help="also write the results here (fractions in [0, 1])")
-    parser.add_argument("--ablation", action="store_true", help="add the trained model, concept zeroed")
+    parser.add_argument(
+        "--ablation",
+        action="store_true",
+        help="add the trained model with its concept zeroed, and with token_attn untrained",
+    )
     args = parser.parse_args(argv)
     trained = load_model(args.trained, torch.device("cpu"))
     models = {
