@@ -132,8 +132,8 @@ class ModelConfig:
     token_attn_dropout: float | None = None
     """`token_attn`'s dropout in training (residual branches, MLP, attention weights); None keeps
     SAM 2's memory attention's (0.1), as SeC's copy does. Its attention reads only 4 concept
-    tokens, so attention dropout 0.1 hides a token's share of the concept at random; the toy
-    concept recipe sets 0 (TRAIN.md, "The concept benchmark")."""
+    tokens, so attention dropout 0.1 hides a token's share of the concept at random;
+    `toy_concept_only.yaml` sets 0 (TRAIN.md, "The concept benchmark")."""
     num_maskmem: int | None = None
     """SAM 2's memory bank size; None keeps the checkpoint's (7 for SAM 2.1 and toy)."""
     activation_checkpointing: bool = False
