@@ -5,9 +5,6 @@ concept is the one SeC's propagator computes on the first cut, and training move
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -17,20 +14,11 @@ from sec_train.infer.keyframes import KeyframeBank
 from sec_train.infer.propagate import PropagationConfig, SeCPropagator
 from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
-
-SCRIPT = Path(__file__).resolve().parents[1] / "launch" / "concept_oracle.py"
-
-
-def _oracle():
-    spec = importlib.util.spec_from_file_location("concept_oracle", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass resolves annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+from tests.launch_scripts import load_launch_script
 
 
 def test_cut_frames_hold_each_videos_cut_mask_part_and_sec_concept():
-    oracle = _oracle()
+    oracle = load_launch_script("concept_oracle")
     model = build_sec_model(ModelConfig(mode="fused"))
     frames = oracle.cut_frames(model, 11, 3)
     propagator = SeCPropagator(model, PropagationConfig())
@@ -51,7 +39,7 @@ def test_cut_frames_hold_each_videos_cut_mask_part_and_sec_concept():
 
 
 def test_training_moves_only_token_attn_the_mask_decoder_and_the_source():
-    oracle = _oracle()
+    oracle = load_launch_script("concept_oracle")
     model = build_sec_model(ModelConfig(mode="fused"))
     frames = oracle.cut_frames(model, 20, 9)
     held_out = oracle.cut_frames(model, 40, 2)

@@ -3,9 +3,6 @@ tracking frame for frame, and with the truth given at the cut the cut frame's ma
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -15,15 +12,7 @@ from sec_train.eval.metrics import db_eval_iou
 from sec_train.infer.propagate import PropagationConfig, SeCPropagator
 from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
-
-SCRIPT = Path(__file__).resolve().parents[1] / "launch" / "concept_probe.py"
-
-
-def _probe():
-    spec = importlib.util.spec_from_file_location("concept_probe", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.launch_scripts import load_launch_script
 
 
 def test_tracking_after_the_cut_matches_plain_sam2_and_takes_the_truth_when_given(tmp_path):
@@ -31,7 +20,7 @@ def test_tracking_after_the_cut_matches_plain_sam2_and_takes_the_truth_when_give
     (video,) = cut_videos(str(tmp_path / "shards"))
     torch.manual_seed(0)
     model = build_sec_model(ModelConfig(mode="fused", lvlm="toy", sam2="toy"))
-    probe, cut = _probe(), video.scene_cuts[0]
+    probe, cut = load_launch_script("concept_probe"), video.scene_cuts[0]
     with torch.no_grad():
         plain = probe.tracked_after_cut(SeCPropagator(model, PropagationConfig()), video, truth_at_cut=False)
         given = probe.tracked_after_cut(SeCPropagator(model, PropagationConfig()), video, truth_at_cut=True)

@@ -3,26 +3,15 @@ block only: the concept (zeroed) or `token_attn` (back to the memory attention i
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
+from tests.launch_scripts import load_launch_script
 from tests.sec_toy_batches import single_thread, stage2_batch  # noqa: F401
 
-SCRIPT = Path(__file__).resolve().parents[1] / "launch" / "demo_table.py"
-
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-def _demo_table():
-    spec = importlib.util.spec_from_file_location("demo_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +29,7 @@ def _states(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def test_untrained_token_attn_is_the_memory_attention_inside_and_the_trained_one_after(trained):
-    table = _demo_table()
+    table = load_launch_script("demo_table")
     before, memory = _states(trained.token_attn), _states(trained.sam2.memory_attention)
     assert any(not torch.equal(before[k], memory[k]) for k in before)
     with table.untrained_token_attn(trained):
@@ -50,7 +39,7 @@ def test_untrained_token_attn_is_the_memory_attention_inside_and_the_trained_one
 
 
 def test_zeroed_concept_zeroes_the_concept_only_inside(trained):
-    table = _demo_table()
+    table = load_launch_script("demo_table")
     batch = stage2_batch(trained, refs=(1,), sam_frames=(1,))
     args = (batch.lvlm_images, batch.input_ids, batch.attention_mask, batch.lvlm_frames_per_sample)
     with torch.no_grad():
@@ -61,7 +50,7 @@ def test_zeroed_concept_zeroes_the_concept_only_inside(trained):
 
 
 def test_the_table_has_a_row_per_ablation():
-    table = _demo_table()
+    table = load_launch_script("demo_table")
     row = {"J&F": 0.5, "J&F_post_cut": 0.25, "J": 0.5, "F": 0.5, "lvlm_calls": 3}
     results = {"trained": {"sam2_only": row, "sec": row, **{k: row for k in table.ABLATIONS}}}
     text = table.format_table(results)

@@ -3,7 +3,6 @@ the outlined object's part named after `[SEG]`, and what it writes loads as a re
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -19,16 +18,10 @@ from sec_train.infer.keyframes import KeyframeBank
 from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
 from sec_train.model.lvlm import build_toy_lvlm, image_tokens_per_frame, lvlm_image_size
+from tests.launch_scripts import load_launch_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "launch" / "pretrain_toy_lvlm.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("pretrain_toy_lvlm", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_videos_record_the_part_each_object_wears():
@@ -43,7 +36,7 @@ def test_videos_record_the_part_each_object_wears():
 
 
 def test_examples_are_outlined_keyframes_then_a_frame_with_the_part_named_after_seg():
-    script = _script()
+    script = load_launch_script("pretrain_toy_lvlm")
     model, tokenizer = build_toy_lvlm("toy_concept")
     size, tokens = lvlm_image_size(model), image_tokens_per_frame(model)
     views = script.LvlmViews([script.pretraining_video(0, i) for i in range(4)], size)
