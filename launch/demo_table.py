@@ -47,7 +47,8 @@ def zeroed_concept(model: SeCModel) -> contextlib.AbstractContextManager:
 
 
 def untrained_token_attn(model: SeCModel) -> contextlib.AbstractContextManager:
-    """`token_attn` as stage 2 starts it (`token_attn_init`): a copy of SAM 2's memory attention."""
+    """`token_attn` as stage 2 starts it with the default `token_attn_init`: a copy of SAM 2's
+    memory attention."""
     return swapped_weights(model.token_attn, model.sam2.memory_attention.state_dict())
 
 
