@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from sec_train.model.build import build_sec_model
 from sec_train.model.config import LoraConfig, ModelConfig, TrainableConfig
+from sec_train.model.sam2 import normalize_images
 from sec_train.model.tracker import Sam2Tracker
 from sec_train.model.trainable import apply_trainable
 from sec_train.types import Stage1Batch
@@ -113,9 +114,43 @@ def test_concept_reaches_the_masks_in_both_modes():
         batch = stage2_batch(model, refs=(1,), sam_frames=(2,))
         with torch.no_grad():
             concept = torch.randn(1, 256)
-            a = model._target_outputs(batch, concept)[0].multimask_logits
-            b = model._target_outputs(batch, concept * -3)[0].multimask_logits
+            a = model._target_outputs(batch, concept).multimask_logits
+            b = model._target_outputs(batch, concept * -3).multimask_logits
         assert not torch.allclose(a, b), mode
+
+
+def _target_one_by_one(tracker: Sam2Tracker, images, batch, concept, mode) -> list[torch.Tensor]:
+    """Each sample's target-frame logits from its own tracking state (the rule, sample by sample)."""
+    outputs, start = [], 0
+    for b, length in enumerate(batch.sam_frames_per_sample.tolist()):
+        features = tracker.encode_frames(images[start : start + length])
+        masks, last = batch.sam_masks[start : start + length], length - 1
+        state = tracker.init_state(1, length)
+        if mode == "fused":
+            tracker.track_frame(state, features.frame(0), 0, mask_prompt=masks[:1])
+            for t in range(1, last):
+                tracker.track_frame(state, features.frame(t), t)
+        out = tracker.track_frame(
+            state, features.frame(last), last, concept=concept[b : b + 1], use_memory=mode == "fused"
+        )
+        outputs.append(out.multimask_logits)
+        start += length
+    return outputs
+
+
+@pytest.mark.parametrize("mode", ["concept_only", "fused"])
+def test_samples_tracked_together_match_each_tracked_alone(mode):
+    model = build_sec_model(ModelConfig(mode=mode)).eval()
+    # clip lengths mixed and out of order: fused mode groups samples by length
+    batch = stage2_batch(model, refs=(1, 2, 1, 1, 2), sam_frames=(3, 1, 4, 3, 2))
+    concept = torch.randn(5, 256, generator=torch.Generator().manual_seed(0))
+    images = normalize_images(batch.sam_images, torch.float32)
+    with torch.no_grad():
+        together = model._target_outputs(batch, concept).multimask_logits
+        alone = _target_one_by_one(model.tracker, images, batch, concept, mode)
+    assert together.shape[0] == 5
+    for b, logits in enumerate(alone):
+        torch.testing.assert_close(together[b : b + 1], logits, atol=1e-4, rtol=1e-4, msg=f"sample {b}")
 
 
 @pytest.mark.parametrize("dropout", [None, 0.0])
@@ -124,7 +159,7 @@ def test_token_attn_dropout_is_the_recipe_key_and_leaves_memory_attention_alone(
     batch = stage2_batch(model, refs=(1,), sam_frames=(2,))
     concept = torch.randn(1, 256)
     with torch.no_grad():
-        a, b = (model._target_outputs(batch, concept)[0].multimask_logits for _ in range(2))
+        a, b = (model._target_outputs(batch, concept).multimask_logits for _ in range(2))
     # None keeps SAM 2's memory-attention dropout in the copy, so two training passes differ
     assert torch.equal(a, b) == (dropout == 0.0)
     probabilities = {m.p for m in model.sam2.memory_attention.modules() if isinstance(m, torch.nn.Dropout)}

@@ -43,7 +43,7 @@ def _outputs(model, batch) -> list[torch.Tensor]:
             batch.lvlm_images, batch.input_ids, batch.attention_mask, batch.lvlm_frames_per_sample
         )
         targets = model._target_outputs(batch, concept)
-    return [concept] + [o.multimask_logits for o in targets] + [o.object_score_logits for o in targets]
+    return [concept, targets.multimask_logits, targets.object_score_logits]
 
 
 def _assert_same(a: list[torch.Tensor], b: list[torch.Tensor], atol: float = 0.0) -> None:

@@ -169,7 +169,7 @@ class SeCModel(nn.Module):
         generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
         return stage1_losses(self.tracker, images, batch, self.config, generator)
 
-    def _target_outputs(self, batch: Stage2Batch, concept: torch.Tensor) -> list[FrameOutput]:
+    def _target_outputs(self, batch: Stage2Batch, concept: torch.Tensor) -> FrameOutput:
         """SAM 2's prediction on each sample's target frame, guided by `concept` [B, 256]."""
         images = normalize_images(batch.sam_images, self.compute_dtype(batch.sam_images.device))
         return target_outputs(self.tracker, images, batch, concept, self.config.mode)

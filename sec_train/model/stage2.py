@@ -63,56 +63,60 @@ def lm_loss(lm_head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor) -> t
 
 def target_outputs(
     tracker: Sam2Tracker, images_norm: torch.Tensor, batch: Stage2Batch, concept: torch.Tensor, mode: str
-) -> list[FrameOutput]:
+) -> FrameOutput:
     """SAM 2's prediction on each sample's target frame (the last of its SAM frames).
+
+    The samples are tracked together as the objects of one state (samples with clips of one length
+    in fused mode), not one by one: the same outputs, a few large calls instead of many small ones.
 
     Args:
         images_norm (`torch.Tensor` of shape `(N, 3, S, S)`): `batch.sam_images` normalised.
         concept (`torch.Tensor` of shape `(B, 256)`): each sample's concept.
         mode (`str`): "concept_only" or "fused".
+
+    Returns:
+        `FrameOutput`: B objects, the samples in order.
     """
-    ends = batch.sam_frames_per_sample.cumsum(0).tolist()
+    lengths = batch.sam_frames_per_sample.to(images_norm.device)
+    starts = lengths.cumsum(0) - lengths
     if mode == "concept_only":
         # only the target frames are encoded: concept-only mode never reads the memory bank
-        features = tracker.encode_frames(images_norm[[end - 1 for end in ends]])
-        return [
-            tracker.track_frame(
-                tracker.init_state(1),
-                features.frame(b),
-                0,
-                concept=concept[b : b + 1],
-                use_memory=False,
-                update_memory=False,
-            )
-            for b in range(len(ends))
-        ]
-    features = tracker.encode_frames(images_norm)
-    starts = [0] + ends[:-1]
-    return [
-        _track_fused(tracker, features.frames(start, end), batch.sam_masks[start:end], concept[b : b + 1])
-        for b, (start, end) in enumerate(zip(starts, ends))
-    ]
+        features = tracker.encode_frames(images_norm[starts + lengths - 1])
+        state = tracker.init_state(len(lengths))
+        return tracker.track_frame(state, features, 0, concept=concept, use_memory=False, update_memory=False)
+    features, masks = tracker.encode_frames(images_norm), batch.sam_masks
+    outputs, groups = [], []
+    for length in lengths.unique().tolist():
+        group = torch.nonzero(lengths == length).flatten()
+        outputs.append(_track_fused(tracker, features, masks, starts[group], length, concept[group]))
+        groups.append(group)
+    order = torch.cat(groups).argsort()
+    names = FrameOutput.tensor_fields()
+    return FrameOutput(**{name: torch.cat([getattr(o, name) for o in outputs])[order] for name in names})
 
 
 def _track_fused(
-    tracker: Sam2Tracker, features: FrameFeatures, masks: torch.Tensor, concept: torch.Tensor
+    tracker: Sam2Tracker,
+    features: FrameFeatures,
+    masks: torch.Tensor,
+    starts: torch.Tensor,
+    length: int,
+    concept: torch.Tensor,
 ) -> FrameOutput:
-    """GT-mask prompt on frame 0, memory tracking after it, memory+concept fusion on the last frame."""
-    last = features.num_frames - 1
-    state = tracker.init_state(1, features.num_frames)
-    tracker.track_frame(state, features.frame(0), 0, mask_prompt=masks[:1])
+    """N samples' clips of `length` frames from `starts`, tracked as N objects: GT-mask prompt on
+    frame 0, memory tracking after it, memory+concept fusion on the last frame."""
+    last = length - 1
+    state = tracker.init_state(len(starts), length)
+    tracker.track_frame(state, features.select(starts), 0, mask_prompt=masks[starts])
     for t in range(1, last):
-        tracker.track_frame(state, features.frame(t), t)
-    return tracker.track_frame(state, features.frame(last), last, concept=concept, update_memory=False)
+        tracker.track_frame(state, features.select(starts + t), t)
+    target = features.select(starts + last)
+    return tracker.track_frame(state, target, last, concept=concept, update_memory=False)
 
 
-def target_losses(outputs: list[FrameOutput], batch: Stage2Batch, cfg: LossConfig) -> LossDict:
+def target_losses(outputs: FrameOutput, batch: Stage2Batch, cfg: LossConfig) -> LossDict:
     """SAM 2's multi-mask loss of the target-frame `outputs` against each sample's target mask."""
     targets = batch.sam_masks[batch.sam_frames_per_sample.cumsum(0) - 1]
     return multimask_losses(
-        torch.cat([o.high_res_multimasks for o in outputs]),
-        torch.cat([o.ious for o in outputs]),
-        torch.cat([o.object_score_logits for o in outputs]),
-        targets,
-        cfg,
+        outputs.high_res_multimasks, outputs.ious, outputs.object_score_logits, targets, cfg
     )

@@ -27,7 +27,7 @@ SeC predictor's override of `_prepare_memory_conditioned_features`
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +72,10 @@ class FrameFeatures:
     def frame(self, t: int) -> FrameFeatures:
         """The features of frame t alone."""
         return self.frames(t, t + 1)
+
+    def select(self, index: torch.Tensor) -> FrameFeatures:
+        """The features of frames `index` (long [N]), in that order: one frame per object."""
+        return FrameFeatures([x[:, index] for x in self.levels], self.top_pos, self.image_pe)
 
 
 @dataclass
@@ -126,6 +130,11 @@ class FrameOutput:
     high_res_masks: torch.Tensor  # [N, 1, S, S]
     object_pointer: torch.Tensor  # [N, C]
     from_mask: bool = False  # True where the frame's output is a given mask
+
+    @classmethod
+    def tensor_fields(cls) -> list[str]:
+        """The names of the per-object tensors (all fields but `from_mask`)."""
+        return [f.name for f in fields(cls) if f.name != "from_mask"]
 
 
 def _check_selection(memory_selection: str) -> None:
