@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sec_train.bench.stage2 import one_state_per_sample
 from sec_train.model.build import build_sec_model
 from sec_train.model.config import LoraConfig, ModelConfig, TrainableConfig
 from sec_train.model.sam2 import normalize_images
@@ -119,25 +120,6 @@ def test_concept_reaches_the_masks_in_both_modes():
         assert not torch.allclose(a, b), mode
 
 
-def _target_one_by_one(tracker: Sam2Tracker, images, batch, concept, mode) -> list[torch.Tensor]:
-    """Each sample's target-frame logits from its own tracking state (the rule, sample by sample)."""
-    outputs, start = [], 0
-    for b, length in enumerate(batch.sam_frames_per_sample.tolist()):
-        features = tracker.encode_frames(images[start : start + length])
-        masks, last = batch.sam_masks[start : start + length], length - 1
-        state = tracker.init_state(1, length)
-        if mode == "fused":
-            tracker.track_frame(state, features.frame(0), 0, mask_prompt=masks[:1])
-            for t in range(1, last):
-                tracker.track_frame(state, features.frame(t), t)
-        out = tracker.track_frame(
-            state, features.frame(last), last, concept=concept[b : b + 1], use_memory=mode == "fused"
-        )
-        outputs.append(out.multimask_logits)
-        start += length
-    return outputs
-
-
 @pytest.mark.parametrize("mode", ["concept_only", "fused"])
 def test_samples_tracked_together_match_each_tracked_alone(mode):
     model = build_sec_model(ModelConfig(mode=mode)).eval()
@@ -147,10 +129,10 @@ def test_samples_tracked_together_match_each_tracked_alone(mode):
     images = normalize_images(batch.sam_images, torch.float32)
     with torch.no_grad():
         together = model._target_outputs(batch, concept).multimask_logits
-        alone = _target_one_by_one(model.tracker, images, batch, concept, mode)
+        alone = one_state_per_sample(model.tracker, images, batch, concept, mode).multimask_logits
     assert together.shape[0] == 5
-    for b, logits in enumerate(alone):
-        torch.testing.assert_close(together[b : b + 1], logits, atol=1e-4, rtol=1e-4, msg=f"sample {b}")
+    for b in range(5):
+        torch.testing.assert_close(together[b], alone[b], atol=1e-4, rtol=1e-4, msg=f"sample {b}")
 
 
 @pytest.mark.parametrize("dropout", [None, 0.0])

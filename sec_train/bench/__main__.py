@@ -15,6 +15,10 @@ _BENCHES = {
         "SIGKILL, damaged files, full disk under ZeRO-2: resumed == uninterrupted",
     ),
     "model": ("sec_train.bench.model", "real recipes at real widths (CPU or CUDA): step time, memory, MFU"),
+    "stage2": (
+        "sec_train.bench.stage2",
+        "stage-2 step: a batch's samples tracked together vs one tracking state per sample",
+    ),
     "track": ("sec_train.bench.track", "tracker per-frame inference vs Meta's SAM 2 and transformers"),
 }
 

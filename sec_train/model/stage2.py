@@ -90,9 +90,7 @@ def target_outputs(
         group = torch.nonzero(lengths == length).flatten()
         outputs.append(_track_fused(tracker, features, masks, starts[group], length, concept[group]))
         groups.append(group)
-    order = torch.cat(groups).argsort()
-    names = FrameOutput.tensor_fields()
-    return FrameOutput(**{name: torch.cat([getattr(o, name) for o in outputs])[order] for name in names})
+    return FrameOutput.cat(outputs, order=torch.cat(groups).argsort())
 
 
 def _track_fused(

@@ -132,9 +132,14 @@ class FrameOutput:
     from_mask: bool = False  # True where the frame's output is a given mask
 
     @classmethod
-    def tensor_fields(cls) -> list[str]:
-        """The names of the per-object tensors (all fields but `from_mask`)."""
-        return [f.name for f in fields(cls) if f.name != "from_mask"]
+    def cat(cls, outputs: list[FrameOutput], order: torch.Tensor | None = None) -> FrameOutput:
+        """The objects of `outputs` one after another, then taken in `order` (long [N]) if given."""
+        tensors = {
+            f.name: torch.cat([getattr(o, f.name) for o in outputs])
+            for f in fields(cls)
+            if f.name != "from_mask"
+        }
+        return cls(**{name: t if order is None else t[order] for name, t in tensors.items()})
 
 
 def _check_selection(memory_selection: str) -> None:
