@@ -12,7 +12,6 @@ are printed, as JSON with --json.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import statistics
@@ -24,11 +23,11 @@ import torch
 from tqdm import tqdm
 
 from data_tools.synth import synthesize
+from sec_train.bench.step import toy_bench_args
 from sec_train.model.build import build_trainable_model
 from sec_train.model.sam2 import normalize_images
 from sec_train.model.sec import SeCModel
 from sec_train.model.tracker import FrameOutput, Sam2Tracker
-from sec_train.train.config import load_config
 from sec_train.train.loop import Trainer
 from sec_train.types import Stage2Batch
 
@@ -79,16 +78,7 @@ def _timed_step(model: SeCModel, batch: Stage2Batch, one_by_one: bool) -> float:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sec_train.bench stage2", description=__doc__)
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--config", default=str(RECIPE), help="a toy stage-2 recipe (its model and batch)")
-    parser.add_argument("--steps", type=int, default=6, help="measured steps of each rule")
-    parser.add_argument("--warmup", type=int, default=1, help="unmeasured steps of each rule first")
-    parser.add_argument("overrides", nargs="*", metavar="key=value")
-    args = parser.parse_args(argv)
-    cfg = load_config(
-        args.config, [*args.overrides, "wandb.mode=disabled", "grad_accum=1", "model.init=null"]
-    )
+    args, cfg = toy_bench_args(argv, "stage2", __doc__, RECIPE, 6, 1, "model.init=null")
     with tempfile.TemporaryDirectory() as tmp:
         synthesize(tmp, 2 * cfg.batch_size, frames=12, height=96, width=128, objects=1, concept_cut=True)
         data = dataclasses.replace(cfg.data, train=[str(Path(tmp) / "shards")], num_workers=0)

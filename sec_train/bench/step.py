@@ -66,15 +66,24 @@ def _timed(fn, batch: Batch) -> float:
     return time.perf_counter() - start
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sec_train.bench step", description=__doc__)
+def toy_bench_args(
+    argv: list[str], name: str, doc: str | None, recipe: Path, steps: int, warmup: int, *fixed: str
+) -> tuple[argparse.Namespace, TrainConfig]:
+    """A toy bench's arguments (--json, --config, --steps, --warmup, key=value overrides) and its
+    recipe with them, wandb off, no accumulation and the `fixed` overrides."""
+    parser = argparse.ArgumentParser(prog=f"python -m sec_train.bench {name}", description=doc)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--config", default=str(RECIPE), help="recipe of the model and batch (a toy one)")
-    parser.add_argument("--steps", type=int, default=20, help="measured steps of each loop")
-    parser.add_argument("--warmup", type=int, default=3, help="unmeasured steps of each loop first")
+    parser.add_argument("--config", default=str(recipe), help="recipe of the model and batch (a toy one)")
+    parser.add_argument("--steps", type=int, default=steps, help="measured steps of each side")
+    parser.add_argument("--warmup", type=int, default=warmup, help="unmeasured steps of each side first")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
-    cfg = load_config(args.config, [*args.overrides, "wandb.mode=disabled", "grad_accum=1"])
+    overrides = [*args.overrides, "wandb.mode=disabled", "grad_accum=1", *fixed]
+    return args, load_config(args.config, overrides)
+
+
+def main(argv: list[str]) -> int:
+    args, cfg = toy_bench_args(argv, "step", __doc__, RECIPE, 20, 3)
     cfg.max_steps = max(cfg.max_steps, args.warmup + args.steps)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = with_synthetic_data(cfg, tmp)
