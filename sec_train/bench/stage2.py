@@ -47,8 +47,9 @@ def one_state_per_sample(
             tracker.track_frame(state, features.frame(0), 0, mask_prompt=masks[:1])
             for t in range(1, last):
                 tracker.track_frame(state, features.frame(t), t)
+        target, fused = features.frame(last), mode == "fused"
         out = tracker.track_frame(
-            state, features.frame(last), last, concept=concept[b : b + 1], use_memory=mode == "fused"
+            state, target, last, concept=concept[b : b + 1], use_memory=fused, update_memory=False
         )
         outputs.append(out)
         start += length
