@@ -123,16 +123,20 @@ def test_concept_reaches_the_masks_in_both_modes():
 @pytest.mark.parametrize("mode", ["concept_only", "fused"])
 def test_samples_tracked_together_match_each_tracked_alone(mode):
     model = build_sec_model(ModelConfig(mode=mode)).eval()
-    # clip lengths mixed and out of order: fused mode groups samples by length
-    batch = stage2_batch(model, refs=(1, 2, 1, 1, 2), sam_frames=(3, 1, 4, 3, 2))
+    # clip lengths mixed and out of order: fused mode groups samples by length (and needs two
+    # frames, a prompted one before the target; concept-only reads the target alone)
+    sam_frames = (3, 2, 4, 3, 2) if mode == "fused" else (3, 1, 4, 3, 2)
+    batch = stage2_batch(model, refs=(1, 2, 1, 1, 2), sam_frames=sam_frames)
     concept = torch.randn(5, 256, generator=torch.Generator().manual_seed(0))
     images = normalize_images(batch.sam_images, torch.float32)
     with torch.no_grad():
-        together = model._target_outputs(batch, concept).multimask_logits
-        alone = one_state_per_sample(model.tracker, images, batch, concept, mode).multimask_logits
-    assert together.shape[0] == 5
-    for b in range(5):
-        torch.testing.assert_close(together[b], alone[b], atol=1e-4, rtol=1e-4, msg=f"sample {b}")
+        together = model._target_outputs(batch, concept)
+        alone = one_state_per_sample(model.tracker, images, batch, concept, mode)
+    for name in ("multimask_logits", "ious", "object_score_logits", "object_pointer"):
+        a, b = getattr(together, name), getattr(alone, name)
+        assert a.shape[0] == 5
+        for i in range(5):
+            torch.testing.assert_close(a[i], b[i], atol=1e-4, rtol=1e-4, msg=f"{name} of sample {i}")
 
 
 @pytest.mark.parametrize("dropout", [None, 0.0])
