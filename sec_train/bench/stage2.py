@@ -28,7 +28,7 @@ from sec_train.model.build import build_trainable_model
 from sec_train.model.sam2 import normalize_images
 from sec_train.model.sec import SeCModel
 from sec_train.model.tracker import FrameOutput, Sam2Tracker
-from sec_train.train.loop import Trainer
+from sec_train.train.loop import build_train_loader
 from sec_train.types import Stage2Batch
 
 RECIPE = Path(__file__).resolve().parents[2] / "configs" / "toy_concept_only.yaml"
@@ -83,9 +83,9 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         synthesize(tmp, 2 * cfg.batch_size, frames=12, height=96, width=128, objects=1, concept_cut=True)
         data = dataclasses.replace(cfg.data, train=[str(Path(tmp) / "shards")], num_workers=0)
-        cfg = dataclasses.replace(cfg, data=data, out_dir=str(Path(tmp) / "run"))
+        cfg = dataclasses.replace(cfg, data=data)
         model = build_trainable_model(cfg.model).train()
-        batch = next(iter(Trainer(cfg, model=model).loader))
+        batch = next(iter(build_train_loader(cfg, model)))
     times: dict[str, list[float]] = {"together": [], "one_by_one": []}
     for i in tqdm(range(args.warmup + args.steps), desc="bench stage2"):
         for name in ("together", "one_by_one") if i % 2 else ("one_by_one", "together"):
