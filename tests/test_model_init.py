@@ -98,6 +98,30 @@ def test_multimask_tracking_is_set_by_the_run_and_carried_through_init(tmp_path)
         assert _one_tracked_frame(again).shape[1] == 3
 
 
+def _decoder_masks(model, training: bool) -> torch.Tensor:
+    """The single mask the heads give a random toy frame, in train or eval mode."""
+    tracker = model.tracker
+    features = tracker.encode_frames(torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(1)))
+    high_res = [tracker._to_map(x, level) for level, x in enumerate(features.levels[:-1])]
+    model.train(training)
+    out = tracker._sam_heads(tracker._to_map(features.levels[-1]), high_res, features.image_pe, False)
+    model.eval()
+    return out.mask_logits
+
+
+def test_one_mask_tracking_keeps_token_0_at_inference():
+    """One-mask training trains the decoder's output token 0 alone, so inference must not swap an
+    unstable token-0 mask for the best of the 3 untrained multimask outputs, as SAM 2.1's
+    `dynamic_multimask_via_stability` does in eval mode."""
+    with torch.no_grad():
+        sam21 = build_sec_model(ModelConfig(mode="stage1"))
+        # on this random toy the token-0 mask is unstable: SAM 2.1's eval mode falls back
+        assert not torch.equal(_decoder_masks(sam21, False), _decoder_masks(sam21, True))
+        one_mask = build_sec_model(ModelConfig(mode="stage1", multimask_tracking=False))
+        inference, training = _decoder_masks(one_mask, False), _decoder_masks(one_mask, True)
+        torch.testing.assert_close(inference, training, rtol=0, atol=0)
+
+
 def _another_lvlm(directory) -> dict[str, torch.Tensor]:
     """A toy LVLM directory with weights unlike the toy base's (a pretrained InternVL's stand-in)."""
     lvlm, tokenizer = build_toy_lvlm("toy")
