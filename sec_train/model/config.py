@@ -149,7 +149,9 @@ class ModelConfig:
     head rates best, as SAM 2.1 (and SeC's predictor with it) does; false: one mask. None keeps
     `init`'s, else the SAM 2 checkpoint's (true for "toy" and "real"). A toy SAM 2 trained from
     scratch can cover two objects with two of its 3 masks and then never learns to read its memory
-    (TRAIN.md, "The concept benchmark")."""
+    (TRAIN.md, "The concept benchmark"). False also keeps output token 0 at inference, where SAM
+    2.1's decoder would swap an unstable one for its best multimask output, which one-mask
+    training never trains (`set_multimask_tracking`)."""
     trainable: TrainableConfig = field(default_factory=TrainableConfig)
     """What receives gradients."""
     loss: LossConfig = field(default_factory=LossConfig)
