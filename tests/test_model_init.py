@@ -11,6 +11,7 @@ import torch
 from sec_train.model.build import build_sec_model, build_trainable_model
 from sec_train.model.config import ModelConfig, TrainableConfig
 from sec_train.model.lvlm import build_toy_lvlm
+from sec_train.model.sam2 import build_sam2, set_multimask_tracking
 from sec_train.model.trainable import apply_trainable
 from sec_train.model.weights import merged_lvlm_state_dict, save_trainable
 
@@ -120,6 +121,17 @@ def test_one_mask_tracking_keeps_token_0_at_inference():
         one_mask = build_sec_model(ModelConfig(mode="stage1", multimask_tracking=False))
         inference, training = _decoder_masks(one_mask, False), _decoder_masks(one_mask, True)
         torch.testing.assert_close(inference, training, rtol=0, atol=0)
+
+
+def test_a_one_mask_checkpoint_without_the_rule_loads_with_token_0_kept():
+    """A one-mask SAM 2 saved before the rule (fallback still on in its config) loads without it."""
+    sam2 = build_sam2("toy")
+    sam2.config.multimask_output_for_tracking = False  # as such a checkpoint's config reads
+    assert sam2.mask_decoder.dynamic_multimask_via_stability
+    set_multimask_tracking(sam2, None)
+    assert not sam2.mask_decoder.dynamic_multimask_via_stability
+    set_multimask_tracking(sam2, True)
+    assert sam2.mask_decoder.dynamic_multimask_via_stability
 
 
 def _another_lvlm(directory) -> dict[str, torch.Tensor]:

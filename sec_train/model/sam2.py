@@ -111,14 +111,18 @@ def set_multimask_tracking(sam2: Sam2VideoModel, multimask: bool | None) -> None
     """Sets whether frames tracked without prompts get 3 masks (SAM 2's
     `multimask_output_for_tracking`, read from the config at every call); None leaves it.
 
-    One mask also turns off the mask decoder's fallback, in eval mode, from an unstable single
-    mask (output token 0) to the best of its 3 multimask outputs (`dynamic_multimask_via_stability`):
-    one-mask training trains token 0 alone, so the fallback would pick masks that never trained.
+    One mask (set now or by the checkpoint) also turns off the mask decoder's fallback, in eval
+    mode, from an unstable single mask (output token 0) to the best of its 3 multimask outputs
+    (`dynamic_multimask_via_stability`): one-mask training trains token 0 alone, so the fallback
+    would pick masks that never trained. 3 masks set now turn the fallback on, as SAM 2.1 has it.
     """
+    decoder_config = sam2.config.mask_decoder_config
     if multimask is not None:
         sam2.config.multimask_output_for_tracking = multimask
-        sam2.config.mask_decoder_config.dynamic_multimask_via_stability = multimask
-        sam2.mask_decoder.dynamic_multimask_via_stability = multimask
+        decoder_config.dynamic_multimask_via_stability = multimask
+    if not sam2.config.multimask_output_for_tracking:
+        decoder_config.dynamic_multimask_via_stability = False
+    sam2.mask_decoder.dynamic_multimask_via_stability = decoder_config.dynamic_multimask_via_stability
 
 
 def build_sam2(source: str, num_maskmem: int | None = None) -> Sam2VideoModel:
