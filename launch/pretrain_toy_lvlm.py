@@ -8,12 +8,15 @@ cannot learn to see the concept benchmark's identity cue (TRAIN.md, "The concept
 This gives the toy what pretraining gives the real one. Each example is the input SeC's LVLM gets
 on a concept-cut video (`sec-data synth --concept-cut`): 1-3 keyframes before the cut with the
 object outlined, then a frame to segment from anywhere in the video, and one of SeC's questions.
-The answer is SeC's inference answer with the object's part colour named after `[SEG]` ("It is
-[SEG] red."), so the LLM learns to describe the outlined object at the position the concept is
-read from. The loss is the LLM's next-token loss on the answer; at the end the script prints the
-fraction of held-out examples whose answer it names right (greedy, every token). The result is
-an HF-format InternVL directory with its tokenizer, which `model.lvlm=OUT_DIR` loads through
-`load_lvlm`, as a real checkpoint.
+The answer is SeC's inference answer with the object's part colour named right after `[SEG]` ("It
+is [SEG]red."), so the LLM learns to describe the outlined object at the position the concept is
+read from. No space: in the toy tokenizer " red", " yellow", " cyan" and " white" all start with
+the space token, and the `[SEG]` state, which predicts the token after it, then had to tell only
+3 groups of colours apart (TRAIN.md, "What stop 26 found"); `seg_answers` checks that each
+name's first token is its own. The loss is the LLM's next-token loss on the answer; at the end
+the script prints the fraction of held-out examples whose answer it names right (greedy, every
+token). The result is an HF-format InternVL directory with its tokenizer, which
+`model.lvlm=OUT_DIR` loads through `load_lvlm`, as a real checkpoint.
 """
 
 from __future__ import annotations
@@ -80,20 +83,40 @@ class LvlmViews:
         return torch.stack(views)
 
 
+def seg_answers(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """The answer naming each part colour (`PART_COLOR_NAMES` order), checked so that the token
+    the `[SEG]` state predicts, the name's first, differs between colours."""
+    answers = [INFERENCE_ANSWER.replace(SEG_TOKEN, SEG_TOKEN + name) for name in PART_COLOR_NAMES]
+    after_seg = []
+    for answer in answers:
+        tokens = tokenizer.tokenize(answer)
+        after_seg.append(tokens[tokens.index(SEG_TOKEN) + 1])
+    if len(set(after_seg)) != len(answers):
+        raise ValueError(f"the part names' first tokens after {SEG_TOKEN} are not distinct: {after_seg}")
+    return answers
+
+
 def draw_batch(
-    views: LvlmViews, rng: np.random.Generator, tokenizer: PreTrainedTokenizerBase, tokens: int
+    views: LvlmViews,
+    rng: np.random.Generator,
+    tokenizer: PreTrainedTokenizerBase,
+    tokens: int,
+    cut_target_prob: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """BATCH examples with the same number of frames; prompts right-padded."""
+    """BATCH examples with the same number of frames, each asking on its video's first cut frame
+    with probability `cut_target_prob`, else on any frame; prompts right-padded."""
     keyframes = int(rng.integers(1, MAX_KEYFRAMES + 1))
+    answers = seg_answers(tokenizer)
     frames, ids, labels = [], [], []
     for index in rng.integers(0, len(views), BATCH):
         video = views.videos[index]
         before_cut = range(1, video.cuts[0])
         extra = sorted(rng.choice(before_cut, min(keyframes - 1, len(before_cut)), replace=False).tolist())
         chosen = [0, *extra] + [0] * (keyframes - 1 - len(extra))  # short pre-cut segments repeat frame 0
-        frames.append(views.frames(index, chosen, int(rng.integers(0, len(video.frames)))))
-        name = PART_COLOR_NAMES[video.parts[0]]
-        answer = INFERENCE_ANSWER.replace(SEG_TOKEN, f"{SEG_TOKEN} {name}")
+        on_cut = rng.random() < cut_target_prob
+        target = video.cuts[0] if on_cut else int(rng.integers(0, len(video.frames)))
+        frames.append(views.frames(index, chosen, target))
+        answer = answers[video.parts[0]]
         question = QUESTIONS[rng.integers(len(QUESTIONS))]
         input_ids, label = training_tokens(tokenizer, keyframes + 1, tokens, question, answer)
         ids.append(input_ids)
@@ -118,15 +141,17 @@ def answer_accuracy(
     size: int,
     tokens: int,
     seed: int,
+    cut_target_prob: float,
     batches: int = 8,
 ) -> float:
-    """Fraction of held-out examples (videos the pretraining never drew) whose whole answer, the
-    part's name included, is the model's greedy next-token choice at every position."""
+    """Fraction of held-out examples (videos the pretraining never drew; asking on the cut frame
+    with probability `cut_target_prob`) whose whole answer, the part's name included, is the
+    model's greedy next-token choice at every position."""
     views = LvlmViews([held_out_video(seed, i) for i in range(BATCH * batches)], size)
     rng = np.random.default_rng(seed + 1)
     right = []
     for _ in range(batches):
-        batch = draw_batch(views, rng, tokenizer, tokens)
+        batch = draw_batch(views, rng, tokenizer, tokens, cut_target_prob)
         logits = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits
         labels = batch["labels"][:, 1:]
         wrong = (logits[:, :-1].argmax(-1) != labels) & (labels != IGNORE_INDEX)
@@ -165,7 +190,9 @@ def main() -> None:
         schedule.step()
         progress.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
-    print(f"held-out answers named right: {answer_accuracy(model, tokenizer, size, tokens, args.seed):.3f}")
+    for where, prob in (("any frame", 0.0), ("the cut frame", 1.0)):
+        accuracy = answer_accuracy(model, tokenizer, size, tokens, args.seed, prob)
+        print(f"held-out answers named right, asked on {where}: {accuracy:.3f}")
     model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)
     print(f"pretrained toy LVLM: {args.out}")
