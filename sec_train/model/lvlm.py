@@ -31,14 +31,16 @@ from sec_train.tokens import IMG_CONTEXT
 
 VOCAB_MULTIPLE = 64  # embedding rows are padded to this, as tensor cores like it
 
-# Toy sizes (image px; vision tower and LLM as width, layers, MLP width): "toy" for unit tests (4
-# image tokens per frame, builds in milliseconds) and "toy_concept" for the concept benchmark
-# (16 tokens per frame; its [SEG] state varies with the frames 17x more than the small toy's,
-# but from random weights a toy stage 2 does not teach it the benchmark's identity cue:
-# launch/pretrain_toy_lvlm.py pretrains it, TRAIN.md "The concept benchmark").
+# Toy sizes (image px; vision tower and LLM as width, layers, MLP width; the LLM's attention
+# heads, half as many key/value heads): "toy" for unit tests (4 image tokens per frame, builds in
+# milliseconds) and "toy_concept" for the concept benchmark (16 tokens per frame; its [SEG] state
+# varies with the frames 17x more than the small toy's, but from random weights a toy stage 2
+# does not teach it the benchmark's identity cue: launch/pretrain_toy_lvlm.py pretrains it,
+# TRAIN.md "The concept benchmark"). 8 LLM heads, not 4: the pretraining leaves its plateau
+# (the part named at chance) on more seeds within its 2,000 steps (TRAIN.md, "What stop 26 found").
 TOY_SIZES = {
-    "toy": {"image": 56, "vit": (32, 2, 64), "llm": (64, 2, 128)},
-    "toy_concept": {"image": 112, "vit": (64, 2, 128), "llm": (128, 2, 256)},
+    "toy": {"image": 56, "vit": (32, 2, 64), "llm": (64, 2, 128), "llm_heads": 4},
+    "toy_concept": {"image": 112, "vit": (64, 2, 128), "llm": (128, 2, 256), "llm_heads": 8},
 }
 PATCH_SIZE = 14  # InternViT's, toy and real
 REAL_IMAGE_SIZE = 448
@@ -57,7 +59,7 @@ def toy_lvlm_config(vocab_size: int, image_token_id: int, size: str = "toy") -> 
     Args:
         size (`str`): a key of `TOY_SIZES`: "toy" (56 px, 4 tokens, widths 32 / 64) or
             "toy_concept" (112 px, 16 tokens, widths 64 / 128); width, layers and MLP width of
-            the vision tower and of the LLM.
+            the vision tower and of the LLM, and the LLM's attention heads.
     """
     sizes = TOY_SIZES[size]
     image = sizes["image"]
@@ -76,8 +78,8 @@ def toy_lvlm_config(vocab_size: int, image_token_id: int, size: str = "toy") -> 
         hidden_size=llm_width,
         intermediate_size=llm_mlp,
         num_hidden_layers=llm_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=sizes["llm_heads"],
+        num_key_value_heads=sizes["llm_heads"] // 2,
         max_position_embeddings=2048,
         tie_word_embeddings=False,
     )
