@@ -3,6 +3,8 @@ untrained toy SeC and a trained one, each with plain SAM 2 tracking and with SeC
 guidance, on the same held-out videos; `--ablation` adds the trained model with its concept
 zeroed (SeC's path, but the LVLM's `[SEG]` carries nothing) and with `token_attn` untrained (as
 stage 2 starts it: a copy of SAM 2's memory attention), to show where SeC's gain comes from.
+Each model's row also gets `concept_only_iou`: mean IoU on the held-out first cut frames of the
+mask SAM 2 draws from the concept alone, no memory (`sec_train.eval.concept`).
 
     python launch/demo_table.py --data runs/demo/data/val/shards --trained runs/demo/stage2 \
         --json runs/demo/results.json
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from sec_train.eval.concept import concept_only_iou
 from sec_train.eval.evaluate import evaluate_model
 from sec_train.infer.runtime import load_model
 from sec_train.model.build import build_sec_model
@@ -64,13 +67,15 @@ def score(model: SeCModel, data: str, use_concept: bool) -> dict[str, float]:
         return evaluate_model(model, data, use_concept=use_concept)
 
 
-def score_all(models: dict[str, SeCModel], data: str, ablation: bool) -> dict[str, dict[str, dict]]:
-    """`{model: {"sam2_only" | "sec" [| ABLATIONS]: scores}}` over all videos of `data`."""
-    results: dict[str, dict[str, dict]] = {}
+def score_all(models: dict[str, SeCModel], data: str, ablation: bool) -> dict[str, dict]:
+    """`{model: {"sam2_only" | "sec" [| ABLATIONS]: scores, "concept_only_iou": IoU}}` over all
+    videos of `data`."""
+    results: dict[str, dict] = {}
     for name, model in models.items():
         for key, (tracking, use_concept) in TRACKING.items():
             print(f"--- {name}, {tracking}", file=sys.stderr)
             results.setdefault(name, {})[key] = score(model, data, use_concept)
+        results[name]["concept_only_iou"] = concept_only_iou(model, data)
     for key, (tracking, undo) in ABLATIONS.items() if ablation else ():
         print(f"--- trained, {tracking}", file=sys.stderr)
         with undo(models["trained"]):
@@ -78,8 +83,9 @@ def score_all(models: dict[str, SeCModel], data: str, ablation: bool) -> dict[st
     return results
 
 
-def format_table(results: dict[str, dict[str, dict]]) -> str:
-    """The results as a Markdown table, scores x100 (it reads as plain text too)."""
+def format_table(results: dict[str, dict]) -> str:
+    """The results as a Markdown table, scores x100 (it reads as plain text too), then each
+    model's concept-only IoU."""
     names = {k: v[0] for k, v in {**TRACKING, **ABLATIONS}.items()}
     lines = [
         "| model | tracking | J&F | J&F post-cut | J | F | LVLM calls |",
@@ -87,8 +93,12 @@ def format_table(results: dict[str, dict[str, dict]]) -> str:
     ]
     for model, rows in results.items():
         for key, row in rows.items():
+            if key == "concept_only_iou":
+                continue
             scores = " | ".join(f"{100 * row[c]:.1f}" if c in row else "-" for c in COLUMNS)
             lines.append(f"| {model} | {names[key]} | {scores} | {int(row['lvlm_calls'])} |")
+    ious = ", ".join(f"{model} {100 * rows['concept_only_iou']:.1f}" for model, rows in results.items())
+    lines.append(f"\nconcept-only IoU on the first cut frames (no memory) x100: {ious}")
     return "\n".join(lines)
 
 
