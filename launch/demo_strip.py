@@ -1,5 +1,7 @@
 """The demo's picture: one held-out video across its scene cut, SAM 2 only (top row) above SeC
-(bottom row), the predicted mask overlaid on each frame, frames side by side and upscaled.
+(bottom row), the predicted mask overlaid on each frame, frames side by side and upscaled. By
+default the video is the one where SeC's mean J from the cut on gains most over SAM 2 only's,
+so the picture shows the difference the table measures; `--video N` shows the N-th instead.
 
     python launch/demo_strip.py --data runs/demo/data/val/shards --trained runs/demo/stage2 \
         --out runs/demo/strip.png
@@ -16,6 +18,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from sec_train.eval.datasets import open_videos
+from sec_train.eval.metrics import db_eval_iou
 from sec_train.infer.overlay import overlay
 from sec_train.infer.propagate import PropagationConfig, SeCPropagator
 from sec_train.infer.runtime import load_model
@@ -39,6 +42,25 @@ def overlays(model: SeCModel, video: Video, use_concept: bool, frames: list[int]
     propagator = SeCPropagator(model, PropagationConfig(use_concept=use_concept))
     with torch.no_grad():
         return [overlay(frame, labels) for t, frame, labels in propagator.run(video) if t in frames]
+
+
+def post_cut_j(model: SeCModel, video: Video, use_concept: bool) -> float:
+    """Mean J of object 1 over the frames from the video's first cut on."""
+    propagator = SeCPropagator(model, PropagationConfig(use_concept=use_concept))
+    cut = video.scene_cuts[0]
+    with torch.no_grad():
+        scores = [
+            db_eval_iou(video.labels(t) == 1, labels == 1)
+            for t, _, labels in propagator.run(video)
+            if t >= cut
+        ]
+    return float(np.mean(scores))
+
+
+def largest_gain(model: SeCModel, videos: list[Video]) -> Video:
+    """The video whose post-cut J gains most from SeC's concept guidance over SAM 2 only."""
+    gains = [post_cut_j(model, v, True) - post_cut_j(model, v, False) for v in videos]
+    return videos[int(np.argmax(gains))]
 
 
 def draw_strip(rows: dict[str, list[np.ndarray]], frames: list[int], cut: int, scale: int) -> Image.Image:
@@ -66,15 +88,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="held-out shard dir (its headers hold the cuts)")
     parser.add_argument("--trained", required=True, help="a training run, checkpoint or model dir")
     parser.add_argument("--out", required=True, help="the PNG to write")
-    parser.add_argument("--video", type=int, default=0, help="which video of --data (0 = the first)")
+    parser.add_argument(
+        "--video", type=int, help="which video of --data (0 = the first); default: largest gain"
+    )
     parser.add_argument("--before", type=int, default=2, help="frames shown before the cut")
     parser.add_argument("--after", type=int, default=4, help="frames shown after the cut")
     parser.add_argument("--scale", type=int, default=3, help="upscaling factor")
     args = parser.parse_args(argv)
-    video = next(itertools.islice(open_videos(args.data), args.video, None), None)
-    if video is None:
-        raise SystemExit(f"{args.data} has no video #{args.video}")
     model = load_model(args.trained, torch.device("cpu"))
+    if args.video is None:
+        video = largest_gain(model, [v for v in open_videos(args.data) if v.scene_cuts])
+    else:
+        video = next(itertools.islice(open_videos(args.data), args.video, None), None)
+        if video is None:
+            raise SystemExit(f"{args.data} has no video #{args.video}")
     frames = frames_around_cut(video, args.before, args.after)
     rows = {
         "SAM 2 only": overlays(model, video, False, frames),
