@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the toy default, CPU only, in about 11 minutes on 2 cores: install, synthetic
+# The main job on the toy default, CPU only, in about 13 minutes on 2 cores: install, synthetic
 # videos, toy stage 1 (SAM 2 learns to track two objects), toy stage 2 on the concept benchmark
 # from the pretrained toy LVLM (launch/toy_lvlm): concept-only, then fused under
 # `accelerate launch` (2 processes, DeepSpeed ZeRO-2) stopped mid-run and resumed; J&F overall
@@ -17,8 +17,8 @@ CONCEPT_STEPS=${CONCEPT_STEPS:-800}
 FUSED_STEPS=${FUSED_STEPS:-100}
 VAL_VIDEOS=${VAL_VIDEOS:-32}
 # the pretrained toy InternVL stage 2 starts from, as SeC's starts from InternVL 2.5:
-# launch/toy_lvlm, made by launch/pretrain_toy_lvlm.py (TRAIN.md, "The toy LVLM"); PRETRAIN=1
-# pretrains one here instead (~5 more minutes, and some seeds stay at chance in 2,000 steps)
+# launch/toy_lvlm, made by launch/pretrain_toy_lvlm.py (TRAIN.md, "The toy LVLM is pretrained
+# first"); PRETRAIN=1 pretrains one here instead (minutes more; some seeds stay at chance)
 TOY_LVLM=${TOY_LVLM:-$PWD/launch/toy_lvlm}
 PRETRAIN=${PRETRAIN:-0}
 # one thread per process: the two processes of each phase share 2 cores, and idle spinning
