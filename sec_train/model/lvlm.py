@@ -36,8 +36,9 @@ VOCAB_MULTIPLE = 64  # embedding rows are padded to this, as tensor cores like i
 # milliseconds) and "toy_concept" for the concept benchmark (16 tokens per frame; its [SEG] state
 # varies with the frames 17x more than the small toy's, but from random weights a toy stage 2
 # does not teach it the benchmark's identity cue: launch/pretrain_toy_lvlm.py pretrains it,
-# TRAIN.md "The concept benchmark"). 8 LLM heads, not 4: the pretraining leaves its plateau
-# (the part named at chance) on more seeds within its 2,000 steps (TRAIN.md, "What stop 26 found").
+# TRAIN.md "The concept benchmark"). 8 LLM heads, not 4: its pretraining left its plateau (the
+# part named at chance) within 2,000 steps on 2 of 4 seeds, with 4 heads on 1 (TRAIN.md, "What
+# stop 26 found").
 TOY_SIZES = {
     "toy": {"image": 56, "vit": (32, 2, 64), "llm": (64, 2, 128), "llm_heads": 4},
     "toy_concept": {"image": 112, "vit": (64, 2, 128), "llm": (128, 2, 256), "llm_heads": 8},
