@@ -1,6 +1,6 @@
 """The demo's picture: one held-out video across its scene cut, SAM 2 only (top row) above SeC
 (bottom row), the predicted mask overlaid on each frame, frames side by side and upscaled. By
-default the video is the one where SeC's mean J from the cut on gains most over SAM 2 only's,
+default the video is the one where SeC's post-cut J (the table's) gains most over SAM 2 only's,
 so the picture shows the difference the table measures; `--video N` shows the N-th instead.
 
     python launch/demo_strip.py --data runs/demo/data/val/shards --trained runs/demo/stage2 \
@@ -18,7 +18,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from sec_train.eval.datasets import open_videos
-from sec_train.eval.metrics import db_eval_iou
+from sec_train.eval.evaluate import evaluate_video
 from sec_train.infer.overlay import overlay
 from sec_train.infer.propagate import PropagationConfig, SeCPropagator
 from sec_train.infer.runtime import load_model
@@ -45,16 +45,10 @@ def overlays(model: SeCModel, video: Video, use_concept: bool, frames: list[int]
 
 
 def post_cut_j(model: SeCModel, video: Video, use_concept: bool) -> float:
-    """Mean J of object 1 over the frames from the video's first cut on."""
+    """Mean J of the video's objects from its first cut on, as the table scores it."""
     propagator = SeCPropagator(model, PropagationConfig(use_concept=use_concept))
-    cut = video.scene_cuts[0]
     with torch.no_grad():
-        scores = [
-            db_eval_iou(video.labels(t) == 1, labels == 1)
-            for t, _, labels in propagator.run(video)
-            if t >= cut
-        ]
-    return float(np.mean(scores))
+        return evaluate_video(propagator, video).means()["J_post_cut"]
 
 
 def largest_gain(model: SeCModel, videos: list[Video]) -> Video:
