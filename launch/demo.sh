@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The main job on the toy default, CPU only, in about 13 minutes on 2 cores: install, synthetic
-# videos, toy stage 1 (SAM 2 learns to track two objects), toy stage 2 on the concept benchmark
-# from the pretrained toy LVLM (launch/toy_lvlm): concept-only, then fused under
-# `accelerate launch` (2 processes, DeepSpeed ZeRO-2) stopped mid-run and resumed; J&F overall
+# The main job on the toy default, CPU only, in about 14 minutes on 2 cores: install, synthetic
+# videos, toy stage 1 (SAM 2 learns to track two objects, then to carry a mask across scene cuts),
+# toy stage 2 on the concept benchmark from the pretrained toy LVLM (launch/toy_lvlm):
+# concept-only, then fused under `accelerate launch` (2 processes, DeepSpeed ZeRO-2) stopped mid-run and resumed; J&F overall
 # and after the cut before and after training on held-out concept-cut videos, SAM 2 only vs SeC,
 # with ablations (OUT/results.json); a strip of the held-out video SeC helps most across its cut,
 # SAM 2 only above SeC (OUT/strip.png); and `sec-train predict` overlays.
@@ -12,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/demo}
 DATA_SEED=${DATA_SEED:-0}
-STAGE1_STEPS=${STAGE1_STEPS:-600}
+STAGE1_STEPS=${STAGE1_STEPS:-400}
+STAGE1_CUT_STEPS=${STAGE1_CUT_STEPS:-400}
 CONCEPT_STEPS=${CONCEPT_STEPS:-800}
 FUSED_STEPS=${FUSED_STEPS:-100}
 VAL_VIDEOS=${VAL_VIDEOS:-32}
@@ -27,10 +28,10 @@ export OMP_NUM_THREADS=1 DS_ACCELERATOR=cpu WANDB_MODE=offline TOKENIZERS_PARALL
 
 phase() { printf '\n=== %s  [%ds]\n' "$1" "$SECONDS"; }
 
-phase "1/9 install (keeps an existing torch)"
+phase "1/10 install (keeps an existing torch)"
 bash launch/install.sh dev
 
-phase "2/9 synthetic videos: two-object videos for stage 1, concept-cut videos for stage 2 and held out"
+phase "2/10 synthetic videos: two-object videos for stage 1, concept-cut videos for stage 2 and held out"
 rm -rf "$OUT"
 # Objects wear a stable centre part. Stage 1: ordinary two-object videos, still and moving. Stage 2
 # and held out: one object that changes colours and stripes at its scene cut (keeping shape and
@@ -43,19 +44,28 @@ synth --out "$OUT/data/train" --videos 800 --objects 1 --concept-cut --frames 12
 synth --out "$OUT/data/val" --videos "$VAL_VIDEOS" --objects 1 --concept-cut --frames 12 --seed $((seed + 3))
 
 if [[ "$PRETRAIN" == 1 ]]; then
-  phase "3/9 the toy LVLM learns to see, as InternVL arrives pretrained: it names the outlined object's part"
+  phase "3/10 the toy LVLM learns to see, as InternVL arrives pretrained: it names the outlined object's part"
   TOY_LVLM=$OUT/toy_lvlm
   OMP_NUM_THREADS=2 python launch/pretrain_toy_lvlm.py "$TOY_LVLM" --seed "$DATA_SEED"
 else
-  phase "3/9 the pretrained toy LVLM: $TOY_LVLM"
+  phase "3/10 the pretrained toy LVLM: $TOY_LVLM"
 fi
 
-phase "4/9 toy stage 1: all of the random toy SAM 2 trains to track two objects (2 processes)"
+phase "4/10 toy stage 1: all of the random toy SAM 2 trains to track two objects (2 processes)"
 bash launch/cpu_2proc.sh configs/toy_concept_stage1.yaml "data.train=[$OUT/data/still/shards,$OUT/data/moving/shards]" \
   "out_dir=$OUT/stage1" "model.lvlm=$TOY_LVLM" "max_steps=$STAGE1_STEPS" batch_size=2
 stage1=$OUT/stage1/checkpoints/$(cat "$OUT/stage1/checkpoints/latest")
 
-phase "5/9 toy stage 2, concept-only: text_hidden_fcs and token_attn learn to find the object from the concept"
+phase "5/10 toy stage 1 on scene-cut videos, clips in time order: the memory learns to carry the cut frame's mask"
+# SeC's stage 1 trains on the most scene-rich SA-V videos; here the concept-cut training videos.
+# In time order a tracked frame after the cut has the cut frame in its memory, so the memory learns
+# to follow the object's new look there rather than the distractor in its old one (TRAIN.md, "What
+# stop 27 found": the truth on the cut frame then carries further)
+bash launch/cpu_2proc.sh configs/toy_concept_stage1.yaml "data.train=[$OUT/data/train/shards]" \
+  data.stage1.shuffle=false "out_dir=$OUT/stage1_cuts" "model.init=$stage1" "max_steps=$STAGE1_CUT_STEPS" batch_size=2
+stage1=$OUT/stage1_cuts/checkpoints/$(cat "$OUT/stage1_cuts/checkpoints/latest")
+
+phase "6/10 toy stage 2, concept-only: text_hidden_fcs and token_attn learn to find the object from the concept"
 bash launch/cpu_2proc.sh configs/toy_concept_only.yaml "data.train=[$OUT/data/train/shards]" \
   "out_dir=$OUT/concept_only" "model.init=$stage1" "max_steps=$CONCEPT_STEPS" batch_size=16
 concept_only=$OUT/concept_only/checkpoints/$(cat "$OUT/concept_only/checkpoints/latest")
@@ -86,18 +96,18 @@ stop_at_checkpoint() {
   printf '\nstopped stage 2 after its checkpoint %s\n' "$want"
 }
 
-phase "6/9 toy stage 2, fused (memory and concept averaged, as inference runs), stopped mid-run"
+phase "7/10 toy stage 2, fused (memory and concept averaged, as inference runs), stopped mid-run"
 stop_at_checkpoint $((FUSED_STEPS / 2))
 
-phase "7/9 toy stage 2 resumed (resume=auto: weights, optimizer, schedule, RNG, data position)"
+phase "8/10 toy stage 2 resumed (resume=auto: weights, optimizer, schedule, RNG, data position)"
 bash launch/cpu_2proc.sh "${stage2[@]}" resume=auto
 
-phase "8/9 J&F overall and after the cut on held-out videos: untrained vs trained, SAM 2 only vs SeC"
+phase "9/10 J&F overall and after the cut on held-out videos: untrained vs trained, SAM 2 only vs SeC"
 # the shards' headers hold the cut frames the post-cut scores start at
 python launch/demo_table.py --data "$OUT/data/val/shards" --trained "$OUT/stage2" \
   --json "$OUT/results.json" --ablation
 
-phase "9/9 a held-out video across its cut: SAM 2 only above SeC; predict's overlays"
+phase "10/10 a held-out video across its cut: SAM 2 only above SeC; predict's overlays"
 python launch/demo_strip.py --data "$OUT/data/val/shards" --trained "$OUT/stage2" --out "$OUT/strip.png"
 sec-train predict --checkpoint "$OUT/stage2" --video "$OUT/data/val/JPEGImages/synth00000" \
   --mask "$OUT/data/val/Annotations/synth00000/00000.png" --out "$OUT/predict"
