@@ -15,20 +15,19 @@ from sec_train.model.sam2 import build_sam2, set_multimask_tracking
 from sec_train.model.trainable import apply_trainable
 from sec_train.model.weights import merged_lvlm_state_dict, save_trainable
 
+STAGE1_TRAINABLE = TrainableConfig(
+    lora=dataclasses.replace(TrainableConfig().lora, r=0),
+    embeddings=False,
+    projector=False,
+    text_hidden_fcs=False,
+    memory_attention=True,
+)
+
 
 def _stage1_checkpoint(directory) -> dict[str, torch.Tensor]:
     """A stage-1 checkpoint whose memory attention differs from the toy base; returns it."""
     model = build_sec_model(ModelConfig(mode="stage1"))
-    apply_trainable(
-        model,
-        TrainableConfig(
-            lora=dataclasses.replace(TrainableConfig().lora, r=0),
-            embeddings=False,
-            projector=False,
-            text_hidden_fcs=False,
-            memory_attention=True,
-        ),
-    )
+    apply_trainable(model, STAGE1_TRAINABLE)
     with torch.no_grad():
         for p in model.sam2.memory_attention.parameters():
             p.add_(0.5)
@@ -166,3 +165,21 @@ def test_init_lvlm_puts_another_lvlm_under_a_stage1_checkpoint_and_reloads_on_it
     # stage 2 trained the LVLM (LoRA): its LVLM cannot be swapped away
     with pytest.raises(ValueError, match="stage2 trained the LVLM"):
         build_sec_model(ModelConfig(init=str(tmp_path / "stage2"), init_lvlm=str(tmp_path / "lvlm")))
+
+
+def test_init_lvlm_reaches_the_base_under_a_chain_of_stage1_checkpoints(tmp_path):
+    """A stage 1 continued from another (the demo's ordered phase) is rebuilt over the first's
+    base: `init_lvlm` must replace the LVLM there, not only one level down."""
+    _stage1_checkpoint(tmp_path / "stage1")
+    stage1b = ModelConfig(mode="stage1", init=str(tmp_path / "stage1"), trainable=STAGE1_TRAINABLE)
+    continued = build_trainable_model(stage1b)
+    save_trainable(continued, tmp_path / "stage1b")
+    pretrained = _another_lvlm(tmp_path / "lvlm")
+    key = "model.vision_tower.embeddings.patch_embeddings.projection.weight"
+    model = build_trainable_model(
+        ModelConfig(mode="concept_only", init=str(tmp_path / "stage1b"), init_lvlm=str(tmp_path / "lvlm"))
+    )
+    torch.testing.assert_close(merged_lvlm_state_dict(model.lvlm)[key], pretrained[key], rtol=0, atol=0)
+    save_trainable(model, tmp_path / "stage2")
+    reloaded = build_sec_model(ModelConfig(init=str(tmp_path / "stage2")))
+    torch.testing.assert_close(merged_lvlm_state_dict(reloaded.lvlm)[key], pretrained[key], rtol=0, atol=0)

@@ -96,7 +96,7 @@ def _from_init(cfg: ModelConfig) -> SeCModel:
             lvlm=cfg.init_lvlm or saved.lvlm,
             sam2=saved.sam2,
             init=saved.init,
-            init_lvlm=saved.init_lvlm,
+            init_lvlm=cfg.init_lvlm or saved.init_lvlm,  # down a chain of inits to the first base
             token_attn_init=saved.token_attn_init,
             num_maskmem=cfg.num_maskmem or saved.num_maskmem,
             multimask_tracking=multimask,
