@@ -47,6 +47,9 @@ if [[ "$PRETRAIN" == 1 ]]; then
   phase "3/10 the toy LVLM learns to see, as InternVL arrives pretrained: it names the outlined object's part"
   TOY_LVLM=$OUT/toy_lvlm
   OMP_NUM_THREADS=2 python launch/pretrain_toy_lvlm.py "$TOY_LVLM" --seed "$DATA_SEED"
+  # then, as launch/toy_lvlm was made, half of the examples asked as SeC's inference asks
+  OMP_NUM_THREADS=2 python launch/pretrain_toy_lvlm.py "$TOY_LVLM" --init "$TOY_LVLM" --seed "$DATA_SEED" \
+    --inference-form 0.5 --steps 1000 --lr 1e-3
 else
   phase "3/10 the pretrained toy LVLM: $TOY_LVLM"
 fi

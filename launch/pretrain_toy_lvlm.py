@@ -1,6 +1,7 @@
 """Pre-trains the toy LVLM to name the outlined object's part, as InternVL arrives able to see.
 
     python launch/pretrain_toy_lvlm.py OUT_DIR [--videos 2000] [--steps 2000] [--seed 0]
+        [--init PRETRAINED_DIR] [--inference-form 0.5]
 
 SeC's stage 2 starts from a pretrained InternVL whose features already describe an outlined
 object; a toy InternVL trained from random weights for the few hundred steps of a toy stage 2
@@ -13,10 +14,16 @@ is [SEG]red."), so the LLM learns to describe the outlined object at the positio
 read from. No space: in the toy tokenizer " red", " yellow", " cyan" and " white" all start with
 the space token, and the `[SEG]` state, which predicts the token after it, then had to tell only
 3 groups of colours apart (TRAIN.md, "What stop 26 found"); `seg_answers` checks that each
-name's first token is its own. The loss is the LLM's next-token loss on the answer; at the end
-the script prints the fraction of held-out examples whose answer it names right (greedy, every
-token). The result is an HF-format InternVL directory with its tokenizer, which
-`model.lvlm=OUT_DIR` loads through `load_lvlm`, as a real checkpoint.
+name's first token is its own. SeC asks in two forms: training gives the answer as the
+assistant's turn, inference appends it to the question inside the user turn and reads `[SEG]`
+there (`sec_train.data.prompts`); an LVLM pretrained on the first form alone names 0.20 of parts
+right in the second, so `--inference-form` asks that fraction of examples in SeC's inference form
+(`launch/toy_lvlm` continues the first-form pretraining with half of each, `--init`; TRAIN.md,
+"What stop 28 found"). The loss is the LLM's next-token loss on the answer; at the end the script
+prints the fraction of held-out examples whose part it names right after `[SEG]` (greedy, every
+token), on any frame and on the cut frame, in either form. The result is an HF-format InternVL
+directory with its tokenizer, which `model.lvlm=OUT_DIR` loads through `load_lvlm`, as a real
+checkpoint.
 """
 
 from __future__ import annotations
@@ -32,14 +39,20 @@ from transformers import InternVLForConditionalGeneration, PreTrainedTokenizerBa
 from data_tools.synth import PART_COLOR_NAMES, SynthVideo, render_video
 from sec_train.data.collate import IGNORE_INDEX
 from sec_train.data.images import resize_image, to_chw
-from sec_train.data.prompts import training_tokens
+from sec_train.data.prompts import inference_tokens, training_tokens
 from sec_train.infer.keyframes import KeyframeBank
-from sec_train.model.lvlm import build_toy_lvlm, image_tokens_per_frame, lvlm_image_size
+from sec_train.model.lvlm import build_toy_lvlm, image_tokens_per_frame, load_lvlm, lvlm_image_size
 from sec_train.model.sam2 import normalize_images
 from sec_train.tokens import INFERENCE_ANSWER, QUESTIONS, SEG_TOKEN
 
 BATCH = 16
 MAX_KEYFRAMES = 3
+# what the script reports at the end: (where, cut_target_prob, inference_form_prob)
+ANSWER_CHECKS = (
+    ("any frame", 0.0, 0.0),
+    ("the cut frame", 1.0, 0.0),
+    ("the cut frame, in SeC's inference form", 1.0, 1.0),
+)
 
 
 def pretraining_video(seed: int, index: int) -> SynthVideo:
@@ -102,9 +115,12 @@ def draw_batch(
     tokenizer: PreTrainedTokenizerBase,
     tokens: int,
     cut_target_prob: float = 0.0,
+    inference_form_prob: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """BATCH examples with the same number of frames, each asking on its video's first cut frame
-    with probability `cut_target_prob`, else on any frame; prompts right-padded."""
+    with probability `cut_target_prob`, else on any frame, and with probability
+    `inference_form_prob` in the form SeC's inference asks (the answer inside the user turn), else
+    in its training form (the answer as the assistant's); prompts right-padded."""
     keyframes = int(rng.integers(1, MAX_KEYFRAMES + 1))
     answers = seg_answers(tokenizer)
     frames, ids, labels = [], [], []
@@ -117,8 +133,11 @@ def draw_batch(
         target = video.cuts[0] if on_cut else int(rng.integers(0, len(video.frames)))
         frames.append(views.frames(index, chosen, target))
         answer = answers[video.parts[0]]
-        question = QUESTIONS[rng.integers(len(QUESTIONS))]
-        input_ids, label = training_tokens(tokenizer, keyframes + 1, tokens, question, answer)
+        if inference_form_prob > 0 and rng.random() < inference_form_prob:
+            input_ids, label = inference_tokens(tokenizer, keyframes + 1, tokens, answer)
+        else:
+            question = QUESTIONS[rng.integers(len(QUESTIONS))]
+            input_ids, label = training_tokens(tokenizer, keyframes + 1, tokens, question, answer)
         ids.append(input_ids)
         labels.append(label)
     length = max(len(i) for i in ids)
@@ -142,19 +161,23 @@ def answer_accuracy(
     tokens: int,
     seed: int,
     cut_target_prob: float,
+    inference_form_prob: float = 0.0,
     batches: int = 8,
 ) -> float:
     """Fraction of held-out examples (videos the pretraining never drew; asking on the cut frame
-    with probability `cut_target_prob`) whose whole answer, the part's name included, is the
-    model's greedy next-token choice at every position."""
+    with probability `cut_target_prob`, in SeC's inference form with `inference_form_prob`) whose
+    answer after `[SEG]`, the part's name, is the model's greedy next-token choice at every
+    position: what the `[SEG]` state says, given the answer up to it as SeC's inference gives it."""
     views = LvlmViews([held_out_video(seed, i) for i in range(BATCH * batches)], size)
     rng = np.random.default_rng(seed + 1)
     right = []
     for _ in range(batches):
-        batch = draw_batch(views, rng, tokenizer, tokens, cut_target_prob)
+        batch = draw_batch(views, rng, tokenizer, tokens, cut_target_prob, inference_form_prob)
         logits = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits
         labels = batch["labels"][:, 1:]
-        wrong = (logits[:, :-1].argmax(-1) != labels) & (labels != IGNORE_INDEX)
+        seg = (batch["input_ids"] == tokenizer.convert_tokens_to_ids(SEG_TOKEN)).int().argmax(1, keepdim=True)
+        after_seg = torch.arange(labels.shape[1]) >= seg  # predictions of the tokens after [SEG]
+        wrong = (logits[:, :-1].argmax(-1) != labels) & (labels != IGNORE_INDEX) & after_seg
         right.append(~wrong.any(1))
     return torch.cat(right).float().mean().item()
 
@@ -167,9 +190,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0, help="seeds the weights, the videos and the draws")
+    parser.add_argument("--init", type=Path, help="continue from this pretrained toy LVLM directory")
+    parser.add_argument(
+        "--inference-form",
+        type=float,
+        default=0.0,
+        help="fraction of examples with the answer inside the user turn, where SeC's inference reads [SEG]",
+    )
     args = parser.parse_args()
     torch.manual_seed(args.seed)
-    model, tokenizer = build_toy_lvlm("toy_concept")
+    model, tokenizer = load_lvlm(args.init) if args.init else build_toy_lvlm("toy_concept")
     size, tokens = lvlm_image_size(model), image_tokens_per_frame(model)
     videos = [pretraining_video(args.seed, i) for i in tqdm(range(args.videos), desc="videos")]
     views = LvlmViews(videos, size)
@@ -182,7 +212,8 @@ def main() -> None:
     model.train()
     progress = tqdm(range(args.steps), desc="pretrain toy LVLM")
     for _ in progress:
-        loss = model(**draw_batch(views, rng, tokenizer, tokens), use_cache=False).loss
+        batch = draw_batch(views, rng, tokenizer, tokens, inference_form_prob=args.inference_form)
+        loss = model(**batch, use_cache=False).loss
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -190,8 +221,8 @@ def main() -> None:
         schedule.step()
         progress.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
-    for where, prob in (("any frame", 0.0), ("the cut frame", 1.0)):
-        accuracy = answer_accuracy(model, tokenizer, size, tokens, args.seed, prob)
+    for where, on_cut, form in ANSWER_CHECKS:
+        accuracy = answer_accuracy(model, tokenizer, size, tokens, args.seed, on_cut, form)
         print(f"held-out answers named right, asked on {where}: {accuracy:.3f}")
     model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)

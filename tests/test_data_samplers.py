@@ -13,7 +13,7 @@ from sec_train.data.config import AugmentConfig, Stage1Config, Stage2Config
 from sec_train.data.draw import draw_contour
 from sec_train.data.format import make_sample, mask_to_rle
 from sec_train.data.images import object_mask, resize_chw, resize_image, resize_mask, sample_frame
-from sec_train.data.prompts import inference_prompt, training_prompt, training_tokens
+from sec_train.data.prompts import inference_prompt, inference_tokens, training_prompt, training_tokens
 from sec_train.data.stage1 import Stage1Sampler
 from sec_train.data.stage2 import Stage2Sampler, draw_outline
 from sec_train.model.tokenizer import build_toy_tokenizer
@@ -251,6 +251,18 @@ def test_inference_prompt_is_the_official_token_sequence(tokenizer):
     )
     assert tokenizer.decode(ids) == expected
     assert ids.tolist() == tokenizer(expected, add_special_tokens=False)["input_ids"]
+
+
+def test_inference_tokens_label_only_the_answer_inside_the_user_turn(tokenizer):
+    ids, labels = inference_tokens(tokenizer, 3, 2, "It is [SEG]red.")
+    text = tokenizer.decode(ids)
+    assert text.endswith("several images.It is [SEG]red.<|im_end|>\n<|im_start|>assistant\n")
+    assert tokenizer.decode(labels[labels != -100]) == "It is [SEG]red."
+    labelled = torch.nonzero(labels != -100).flatten()
+    assert (labelled.diff() == 1).all()
+    assert ids[labelled[-1] + 1] == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    default_ids, _ = inference_tokens(tokenizer, 3, 2)
+    assert torch.equal(default_ids, inference_prompt(tokenizer, 3, 2))
 
 
 def test_collator_pads_to_a_multiple_of_8_and_packs_frames(sample, tokenizer):

@@ -66,6 +66,25 @@ def test_examples_are_outlined_keyframes_then_a_frame_with_the_part_named_after_
     assert not (outlined[1].permute(1, 2, 0) == torch.tensor(GREEN, dtype=torch.uint8)).all(-1).any()
 
 
+def test_inference_form_examples_put_the_named_answer_where_secs_inference_reads_seg():
+    script = load_launch_script("pretrain_toy_lvlm")
+    model, tokenizer = build_toy_lvlm("toy_concept")
+    size, tokens = lvlm_image_size(model), image_tokens_per_frame(model)
+    views = script.LvlmViews([script.pretraining_video(0, i) for i in range(4)], size)
+    batch = script.draw_batch(views, np.random.default_rng(3), tokenizer, tokens, inference_form_prob=1.0)
+    question = "the first several images.It is [SEG]"
+    for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"]):
+        answer = tokenizer.decode(labels[labels != IGNORE_INDEX])
+        name = answer.removeprefix("It is [SEG]").removesuffix(".")
+        assert answer == f"It is [SEG]{name}." and name in PART_COLOR_NAMES, answer
+        text = tokenizer.decode(ids[mask == 1])
+        assert text.endswith(f"{question}{name}.<|im_end|>\n<|im_start|>assistant\n"), text[-120:]
+    mixed = script.draw_batch(views, np.random.default_rng(3), tokenizer, tokens, inference_form_prob=0.5)
+    rows = zip(mixed["input_ids"], mixed["attention_mask"])
+    forms = {tokenizer.decode(ids[mask == 1]).endswith("assistant\n") for ids, mask in rows}
+    assert forms == {True, False}
+
+
 def test_the_token_the_seg_state_predicts_names_the_part_alone():
     """SeC reads the concept from the `[SEG]` state, which the LM trains to predict the next token:
     if two colours' names began with the same token (" red" and " white" both start with the space
@@ -100,7 +119,8 @@ def test_a_short_run_writes_an_internvl_directory_that_sec_loads(tmp_path):
 def test_the_demos_pretrained_toy_lvlm_is_a_toy_concept_lvlm_that_names_the_part_on_the_cut():
     """`launch/toy_lvlm`, the pretrained toy InternVL the demo starts from, has `toy_concept`'s
     architecture and tokenizer, and on held-out cut frames (a distractor in the object's old look
-    beside it) names the outlined object's part as TRAIN.md says (0.96 of 128 examples)."""
+    beside it) names the outlined object's part as TRAIN.md says, asked as SeC trains and as its
+    inference asks (0.94 and 0.91 of 128 examples)."""
     script = load_launch_script("pretrain_toy_lvlm")
     lvlm, tokenizer = load_lvlm(ROOT / "launch" / "toy_lvlm")
     reference, reference_tokenizer = build_toy_lvlm("toy_concept")
@@ -114,3 +134,7 @@ def test_the_demos_pretrained_toy_lvlm_is_a_toy_concept_lvlm_that_names_the_part
     size, tokens = lvlm_image_size(lvlm), image_tokens_per_frame(lvlm)
     accuracy = script.answer_accuracy(lvlm, tokenizer, size, tokens, seed=2, cut_target_prob=1.0)
     assert accuracy >= 0.9
+    # where SeC's inference reads [SEG]: the answer inside the user turn (a toy LVLM pretrained
+    # only on the training form names 0.20 of them; TRAIN.md, "What stop 28 found")
+    inference_form = script.answer_accuracy(lvlm, tokenizer, size, tokens, 2, 1.0, inference_form_prob=1.0)
+    assert inference_form >= 0.85

@@ -77,5 +77,20 @@ def inference_prompt(
     tokenizer: PreTrainedTokenizerBase, num_frames: int, num_image_tokens: int
 ) -> torch.Tensor:
     """The input_ids SeC's inference asks the LVLM for a concept with."""
-    text = user_text(num_frames, num_image_tokens, INFERENCE_QUESTION + INFERENCE_ANSWER)
-    return torch.tensor(_encode(tokenizer, INSTRUCTION.format(input=text)), dtype=torch.long)
+    return inference_tokens(tokenizer, num_frames, num_image_tokens)[0]
+
+
+def inference_tokens(
+    tokenizer: PreTrainedTokenizerBase, num_frames: int, num_image_tokens: int, answer: str = INFERENCE_ANSWER
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, labels) of SeC's inference prompt with `answer` appended to the question inside
+    the user turn; labels are -100 except on the answer, so that a model can learn to read `[SEG]`
+    where inference reads it (`launch/pretrain_toy_lvlm.py`)."""
+    text = user_text(num_frames, num_image_tokens, INFERENCE_QUESTION + answer)
+    ids = _encode(tokenizer, INSTRUCTION.format(input=text))
+    end = len(ids) - len(_encode(tokenizer, INSTRUCTION.split("{input}")[1]))
+    start = end - len(_encode(tokenizer, answer))
+    if tokenizer.decode(ids[start:end]) != answer:
+        raise ValueError(f"{answer!r} does not tokenize on its own inside the inference prompt")
+    labels = [IGNORE_INDEX] * start + ids[start:end] + [IGNORE_INDEX] * (len(ids) - end)
+    return torch.tensor(ids, dtype=torch.long), torch.tensor(labels, dtype=torch.long)
