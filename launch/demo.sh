@@ -16,7 +16,7 @@ STAGE1_STEPS=${STAGE1_STEPS:-600}
 STAGE1_CUT_STEPS=${STAGE1_CUT_STEPS:-400}
 CONCEPT_STEPS=${CONCEPT_STEPS:-800}
 FUSED_STEPS=${FUSED_STEPS:-100}
-VAL_VIDEOS=${VAL_VIDEOS:-32}
+VAL_VIDEOS=${VAL_VIDEOS:-128}
 # the pretrained toy InternVL stage 2 starts from, as SeC's starts from InternVL 2.5:
 # launch/toy_lvlm, made by launch/pretrain_toy_lvlm.py (TRAIN.md, "The toy LVLM is pretrained
 # first"); PRETRAIN=1 pretrains one here instead (minutes more; some seeds stay at chance)
@@ -38,10 +38,16 @@ rm -rf "$OUT"
 # part) while a distractor in its old look appears (TRAIN.md, "The concept benchmark").
 seed=$((4 * DATA_SEED))
 synth() { sec-data synth --size 128x96 --shard-size 0.0003 "$@"; }
-synth --out "$OUT/data/still" --videos 200 --objects 2 --parts --still --no-scene-cuts --frames 6 --seed $seed
-synth --out "$OUT/data/moving" --videos 200 --objects 2 --parts --frames 12 --seed $((seed + 1))
+# the four sets at once, sharing the two cores (each is one process); `wait PID` fails on a failure
+pids=()
+synth --out "$OUT/data/still" --videos 200 --objects 2 --parts --still --no-scene-cuts --frames 6 --seed $seed &
+pids+=($!)
+synth --out "$OUT/data/moving" --videos 200 --objects 2 --parts --frames 12 --seed $((seed + 1)) &
+pids+=($!)
+synth --out "$OUT/data/val" --videos "$VAL_VIDEOS" --objects 1 --concept-cut --frames 12 --seed $((seed + 3)) &
+pids+=($!)
 synth --out "$OUT/data/train" --videos 800 --objects 1 --concept-cut --frames 12 --seed $((seed + 2))
-synth --out "$OUT/data/val" --videos "$VAL_VIDEOS" --objects 1 --concept-cut --frames 12 --seed $((seed + 3))
+for pid in "${pids[@]}"; do wait "$pid"; done
 
 if [[ "$PRETRAIN" == 1 ]]; then
   phase "3/10 the toy LVLM learns to see, as InternVL arrives pretrained: it names the outlined object's part"
@@ -107,11 +113,13 @@ bash launch/cpu_2proc.sh "${stage2[@]}" resume=auto
 
 phase "9/10 J&F overall and after the cut on held-out videos: untrained vs trained, SAM 2 only vs SeC"
 # the shards' headers hold the cut frames the post-cut scores start at
-python launch/demo_table.py --data "$OUT/data/val/shards" --trained "$OUT/stage2" \
-  --json "$OUT/results.json" --ablation
+# torchrun's 2 processes score every other video each, as multi-GPU evaluation splits them
+torchrun --standalone --nproc-per-node 2 launch/demo_table.py --data "$OUT/data/val/shards" \
+  --trained "$OUT/stage2" --json "$OUT/results.json" --ablation
 
 phase "10/10 a held-out video across its cut: SAM 2 only above SeC; predict's overlays"
-python launch/demo_strip.py --data "$OUT/data/val/shards" --trained "$OUT/stage2" --out "$OUT/strip.png"
+python launch/demo_strip.py --data "$OUT/data/val/shards" --trained "$OUT/stage2" \
+  --results "$OUT/results.json" --out "$OUT/strip.png"
 sec-train predict --checkpoint "$OUT/stage2" --video "$OUT/data/val/JPEGImages/synth00000" \
   --mask "$OUT/data/val/Annotations/synth00000/00000.png" --out "$OUT/predict"
 echo "overlays: $OUT/predict/overlays/*.png"

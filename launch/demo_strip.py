@@ -1,24 +1,26 @@
 """The demo's picture: one held-out video across its scene cut, SAM 2 only (top row) above SeC
-(bottom row), the predicted mask overlaid on each frame, frames side by side and upscaled. By
-default the video is the one where SeC's post-cut J (the table's) gains most over SAM 2 only's,
-so the picture shows the difference the table measures; `--video N` shows the N-th instead.
+(bottom row), the predicted mask overlaid on each frame, frames side by side and upscaled. With
+`--results` (`demo_table.py`'s JSON) the video is the one where SeC's post-cut J gains most over
+SAM 2 only's there, so the picture shows the difference the table measures; `--video N` shows
+the N-th instead.
 
     python launch/demo_strip.py --data runs/demo/data/val/shards --trained runs/demo/stage2 \
-        --out runs/demo/strip.png
+        --results runs/demo/results.json --out runs/demo/strip.png
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
 from sec_train.eval.datasets import open_videos
-from sec_train.eval.evaluate import evaluate_video
 from sec_train.infer.overlay import overlay
 from sec_train.infer.propagate import PropagationConfig, SeCPropagator
 from sec_train.infer.runtime import load_model
@@ -44,17 +46,11 @@ def overlays(model: SeCModel, video: Video, use_concept: bool, frames: list[int]
         return [overlay(frame, labels) for t, frame, labels in propagator.run(video) if t in frames]
 
 
-def post_cut_j(model: SeCModel, video: Video, use_concept: bool) -> float:
-    """Mean J of the video's objects from its first cut on, as the table scores it."""
-    propagator = SeCPropagator(model, PropagationConfig(use_concept=use_concept))
-    with torch.no_grad():
-        return evaluate_video(propagator, video).means()["J_post_cut"]
-
-
-def largest_gain(model: SeCModel, videos: list[Video]) -> Video:
-    """The video whose post-cut J gains most from SeC's concept guidance over SAM 2 only."""
-    gains = [post_cut_j(model, v, True) - post_cut_j(model, v, False) for v in videos]
-    return videos[int(np.argmax(gains))]
+def largest_gain(post_cut_j: dict[str, dict[str, float]]) -> str:
+    """The video whose post-cut J gains most from SeC's concept guidance over SAM 2 only, by the
+    table's per-video scores (`demo_table.py`'s `"post_cut_j"`)."""
+    sam2, sec = post_cut_j["sam2_only"], post_cut_j["sec"]
+    return max(sec, key=lambda name: sec[name] - sam2[name])
 
 
 def draw_strip(rows: dict[str, list[np.ndarray]], frames: list[int], cut: int, scale: int) -> Image.Image:
@@ -82,20 +78,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="held-out shard dir (its headers hold the cuts)")
     parser.add_argument("--trained", required=True, help="a training run, checkpoint or model dir")
     parser.add_argument("--out", required=True, help="the PNG to write")
-    parser.add_argument(
-        "--video", type=int, help="which video of --data (0 = the first); default: largest gain"
-    )
+    parser.add_argument("--results", help="demo_table.py's --json: shows the video SeC helps most")
+    parser.add_argument("--video", type=int, help="which video of --data (0 = the first) instead")
     parser.add_argument("--before", type=int, default=2, help="frames shown before the cut")
     parser.add_argument("--after", type=int, default=4, help="frames shown after the cut")
     parser.add_argument("--scale", type=int, default=3, help="upscaling factor")
     args = parser.parse_args(argv)
     model = load_model(args.trained, torch.device("cpu"))
-    if args.video is None:
-        video = largest_gain(model, [v for v in open_videos(args.data) if v.scene_cuts])
-    else:
+    if args.video is not None:
         video = next(itertools.islice(open_videos(args.data), args.video, None), None)
-        if video is None:
-            raise SystemExit(f"{args.data} has no video #{args.video}")
+    elif args.results:
+        name = largest_gain(json.loads(Path(args.results).read_text())["trained"]["post_cut_j"])
+        video = next((v for v in open_videos(args.data) if v.name == name), None)
+    else:
+        raise SystemExit("give --results (demo_table.py's --json) or --video")
+    if video is None:
+        raise SystemExit(f"{args.data} has no video {args.video if args.video is not None else name}")
     frames = frames_around_cut(video, args.before, args.after)
     rows = {
         "SAM 2 only": overlays(model, video, False, frames),

@@ -8,6 +8,7 @@ mask SAM 2 draws from the concept alone, no memory (`sec_train.eval.concept`).
 
     python launch/demo_table.py --data runs/demo/data/val/shards --trained runs/demo/stage2 \
         --json runs/demo/results.json
+    torchrun --standalone --nproc-per-node 2 launch/demo_table.py ...   (the videos split in two)
 """
 
 from __future__ import annotations
@@ -15,15 +16,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.distributed as dist
 
-from sec_train.eval.concept import concept_only_iou
-from sec_train.eval.evaluate import evaluate_model
+from sec_train.eval.concept import concept_only_ious
+from sec_train.eval.datasets import open_videos
+from sec_train.eval.evaluate import EVAL_FILL_HOLE_AREA, EvalResult, VideoResult, evaluate_videos
+from sec_train.infer.propagate import PropagationConfig, SeCPropagator
 from sec_train.infer.runtime import load_model
+from sec_train.infer.video import Video
 from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
 from sec_train.model.sec import SeCModel
@@ -62,24 +69,54 @@ ABLATIONS = {
 }
 
 
-def score(model: SeCModel, data: str, use_concept: bool) -> dict[str, float]:
+def score(
+    model: SeCModel, videos: list[Video], use_concept: bool, scene_changes: dict[str, list[int]]
+) -> list[VideoResult]:
+    """This process's share of `videos`, tracked and scored (SAM 2 only or SeC); the scene
+    changes found on a video are kept in `scene_changes` for the next SeC pass over it."""
+    config = PropagationConfig(use_concept=use_concept, fill_hole_area=EVAL_FILL_HOLE_AREA)
     with torch.no_grad():
-        return evaluate_model(model, data, use_concept=use_concept)
+        return evaluate_videos(SeCPropagator(model, config, scene_changes), videos).videos
+
+
+def gathered(local: list) -> list:
+    """Every process's `local` items, rank 0's first (one process: `local` itself)."""
+    if not dist.is_initialized():
+        return local
+    parts: list[list] = [[] for _ in range(dist.get_world_size())]
+    dist.all_gather_object(parts, local)
+    return [item for part in parts for item in part]
+
+
+def post_cut_j(videos: list[VideoResult]) -> dict[str, float]:
+    """`{video name: mean J of its objects at and after its first cut}` of the videos with a cut."""
+    return {v.name: v.means()["J_post_cut"] for v in videos if v.cuts}
 
 
 def score_all(models: dict[str, SeCModel], data: str, ablation: bool) -> dict[str, dict]:
     """`{model: {"sam2_only" | "sec" [| ABLATIONS]: scores, "concept_only_iou": IoU}}` over all
-    videos of `data`."""
+    videos of `data`, plus the trained model's post-cut J per video and tracking
+    (`"post_cut_j"`, which `demo_strip.py` picks its video by). Under `torchrun` each process
+    scores every `world_size`-th video and all of them get the gathered results."""
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    videos = [v for i, v in enumerate(open_videos(data)) if i % world == rank]
     results: dict[str, dict] = {}
+    per_video: dict[str, list[VideoResult]] = {}
+    scene_changes: dict[str, list[int]] = {}
     for name, model in models.items():
+        model.eval()
         for key, (tracking, use_concept) in TRACKING.items():
             print(f"--- {name}, {tracking}", file=sys.stderr)
-            results.setdefault(name, {})[key] = score(model, data, use_concept)
-        results[name]["concept_only_iou"] = concept_only_iou(model, data)
+            per_video[f"{name}/{key}"] = gathered(score(model, videos, use_concept, scene_changes))
+            results.setdefault(name, {})[key] = EvalResult(per_video[f"{name}/{key}"]).summary()
+        ious = gathered(list(concept_only_ious(model, [v for v in videos if v.scene_cuts]).values()))
+        results[name]["concept_only_iou"] = float(np.mean(ious))
     for key, (tracking, undo) in ABLATIONS.items() if ablation else ():
         print(f"--- trained, {tracking}", file=sys.stderr)
         with undo(models["trained"]):
-            results["trained"][key] = score(models["trained"], data, True)
+            scored = gathered(score(models["trained"], videos, True, scene_changes))
+            results["trained"][key] = EvalResult(scored).summary()
+    results["trained"]["post_cut_j"] = {key: post_cut_j(per_video[f"trained/{key}"]) for key in TRACKING}
     return results
 
 
@@ -93,7 +130,7 @@ def format_table(results: dict[str, dict]) -> str:
     ]
     for model, rows in results.items():
         for key, row in rows.items():
-            if key == "concept_only_iou":
+            if key in ("concept_only_iou", "post_cut_j"):
                 continue
             scores = " | ".join(f"{100 * row[c]:.1f}" if c in row else "-" for c in COLUMNS)
             lines.append(f"| {model} | {names[key]} | {scores} | {int(row['lvlm_calls'])} |")
@@ -113,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         help="add the trained model with its concept zeroed, and with token_attn untrained",
     )
     args = parser.parse_args(argv)
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # under torchrun: the videos are split
+        dist.init_process_group("gloo")
     trained = load_model(args.trained, torch.device("cpu"))
     models = {
         "untrained": build_sec_model(
@@ -121,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         "trained": trained,
     }
     results = score_all(models, args.data, args.ablation)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+        if int(os.environ["RANK"]) != 0:
+            return 0
     first = results["untrained"]["sam2_only"]
     counts = (int(first[k]) for k in ("num_videos", "num_objects", "num_cut_videos"))
     line = "\nheld-out videos {}: {} videos, {} objects, {} with a scene cut; scores x100"

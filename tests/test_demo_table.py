@@ -1,13 +1,22 @@
 """`launch/demo_table.py`'s ablations undo exactly one part of the trained concept path, for the
-block only: the concept (zeroed) or `token_attn` (back to the memory attention it starts from)."""
+block only: the concept (zeroed) or `token_attn` (back to the memory attention it starts from);
+split over `torchrun`'s processes, it writes the table one process does."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+from data_tools.synth import synthesize
 from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
+from sec_train.model.weights import save_model_dir
 from tests.launch_scripts import load_launch_script
 from tests.sec_toy_batches import single_thread, stage2_batch  # noqa: F401
 
@@ -57,3 +66,34 @@ def test_the_table_has_a_row_per_ablation():
     for name, _ in table.ABLATIONS.values():
         assert f"| trained | {name} | 50.0 | 25.0 | 50.0 | 50.0 | 3 |" in text
     assert "(no memory) x100: trained 37.5" in text
+
+
+def test_torchrun_split_writes_the_one_process_table(tmp_path, trained):
+    """Two processes score every other video each (sharing scene changes between passes) and
+    gather: the same JSON as one process, per-video post-cut J included."""
+    synthesize(tmp_path / "val", 3, seed=3, frames=8, height=48, width=64, objects=1, concept_cut=True)
+    save_model_dir(trained, tmp_path / "model")
+    root = Path(__file__).resolve().parents[1]
+    args = [
+        "launch/demo_table.py",
+        "--data",
+        str(tmp_path / "val" / "shards"),
+        "--trained",
+        str(tmp_path / "model"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = [sys.executable, *args, "--ablation", "--json", str(tmp_path / "one.json")]
+    two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
+    two += ["--ablation", "--json", str(tmp_path / "two.json")]
+    for cmd in (one, two):
+        subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True, timeout=600)
+    one_process, two_processes = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
+    assert two_processes["trained"]["post_cut_j"]["sec"].keys() == {"synth00000", "synth00001", "synth00002"}
+    assert _close(two_processes, one_process)
+
+
+def _close(a, b) -> bool:
+    """Nested dicts of floats equal up to summation order."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    return a == pytest.approx(b, abs=1e-12)

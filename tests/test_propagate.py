@@ -11,7 +11,7 @@ from PIL import Image
 from sec_train.eval import cli, evaluate
 from sec_train.infer import predict
 from sec_train.infer.propagate import PropagationConfig, PropagationStats, SeCPropagator, compose_labels
-from sec_train.infer.scene import resize_bilinear
+from sec_train.infer.scene import SceneChangeDetector, resize_bilinear
 from sec_train.infer.video import Video
 from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
@@ -115,6 +115,23 @@ def test_concept_changes_only_the_scene_change_frames(model, monkeypatch):
     for t in range(1, CUTS[0]):
         torch.testing.assert_close(sec.results[t].mask_logits, plain.results[t].mask_logits)
     assert not torch.allclose(sec.results[CUTS[0]].mask_logits, plain.results[CUTS[0]].mask_logits)
+
+
+def test_shared_scene_changes_are_detected_once_and_reused(model, monkeypatch):
+    """A second propagator sharing `scene_changes` reads the first one's detections instead of
+    running the detector, with the same LVLM calls and masks; SAM 2 only leaves it untouched."""
+    shared: dict[str, list[int]] = {}
+    config = PropagationConfig(use_concept=True)
+    plain = list(SeCPropagator(model, PropagationConfig(use_concept=False), shared).run(synthetic_video()))
+    assert shared == {} and len(plain) == 9
+    first_stats, second_stats = PropagationStats(), PropagationStats()
+    first = list(SeCPropagator(model, config, shared).run(synthetic_video(), first_stats))
+    assert shared == {"synthetic": CUTS}
+    monkeypatch.setattr(SceneChangeDetector, "update", lambda *_: pytest.fail("detector ran again"))
+    second = list(SeCPropagator(model, config, shared).run(synthetic_video(), second_stats))
+    assert second_stats.scene_changes == CUTS and second_stats.lvlm_frames == CUTS
+    for (_, _, a), (_, _, b) in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_compose_labels_lower_id_wins_overlaps():

@@ -8,6 +8,8 @@ concept-conditioned features alone (`use_memory=False`), as the released stage 2
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 
@@ -53,12 +55,17 @@ def concept_only_masks(propagator: SeCPropagator, video: Video, concepts: torch.
     return propagator._video_logits(out, frame.shape[:2]) > 0
 
 
-@torch.no_grad()
 def concept_only_iou(model: SeCModel, data: str) -> float:
     """Mean IoU of concept-only masks on the first cut frame of every video of `data` with a cut."""
+    return float(np.mean(list(concept_only_ious(model, cut_videos(data)).values())))
+
+
+@torch.no_grad()
+def concept_only_ious(model: SeCModel, videos: Iterable[Video]) -> dict[str, float]:
+    """`{video name: IoU}` of the concept-only mask of object 1 on each video's first cut frame."""
     propagator = SeCPropagator(model, PropagationConfig())
-    scores = []
-    for video in cut_videos(data):
+    ious = {}
+    for video in videos:
         masks = concept_only_masks(propagator, video, cut_frame_concept(propagator, video))
-        scores.append(float(db_eval_iou(video.labels(video.scene_cuts[0]) == 1, masks[0])))
-    return float(np.mean(scores))
+        ious[video.name] = float(db_eval_iou(video.labels(video.scene_cuts[0]) == 1, masks[0]))
+    return ious

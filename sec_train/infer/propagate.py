@@ -96,11 +96,22 @@ class SeCPropagator:
     Args:
         model (`SeCModel`): in eval mode; its device is where inference runs.
         config (`PropagationConfig`): concept switch, scene threshold, bank size.
+        scene_changes (`dict[str, list[int]]`, *optional*): the frames the detector fired on in
+            each video, shared by propagators with the same `scene_threshold` that run the same
+            videos (the detector depends on the frames alone): filled on a video's first run, read
+            instead of running the detector again (its 1024 x 1024 histograms cost on CPU about
+            what a toy model's tracking does).
     """
 
-    def __init__(self, model: SeCModel, config: PropagationConfig | None = None):
+    def __init__(
+        self,
+        model: SeCModel,
+        config: PropagationConfig | None = None,
+        scene_changes: dict[str, list[int]] | None = None,
+    ):
         self.model = model
         self.config = config or PropagationConfig()
+        self.scene_changes = scene_changes
         self.device = next(model.parameters()).device
         if self.config.use_concept and model.tokenizer is None:
             raise ValueError("concept guidance needs the model's tokenizer; run with use_concept=False")
@@ -118,6 +129,7 @@ class SeCPropagator:
         stats = stats if stats is not None else PropagationStats()
         stats.num_frames = len(video)
         prompts = video.prompts()
+        known = None if self.scene_changes is None else self.scene_changes.get(video.name)
         detector = SceneChangeDetector(self.config.scene_threshold) if self.config.use_concept else None
         groups: list[_Group] = []
         shape = None
@@ -126,7 +138,7 @@ class SeCPropagator:
             shape = shape or frame.shape
             if frame.shape != shape:
                 raise ValueError(f"{video.name}: frame {t} is {frame.shape}, frame 0 is {shape}")
-            changed = detector is not None and detector.update(frame)
+            changed = detector is not None and (t in known if known is not None else detector.update(frame))
             if changed:
                 stats.scene_changes.append(t)
             features = self._encode(frame)
@@ -134,6 +146,8 @@ class SeCPropagator:
             if t in prompts:
                 scores.update(self._start_group(groups, video, prompts[t], features, t, frame))
             yield t, frame, compose_labels(scores, shape[:2], self.config.overlap)
+        if detector is not None and self.scene_changes is not None:
+            self.scene_changes[video.name] = list(stats.scene_changes)
 
     def _track(
         self,
