@@ -16,7 +16,7 @@ STAGE1_STEPS=${STAGE1_STEPS:-600}
 STAGE1_CUT_STEPS=${STAGE1_CUT_STEPS:-400}
 CONCEPT_STEPS=${CONCEPT_STEPS:-800}
 FUSED_STEPS=${FUSED_STEPS:-100}
-VAL_VIDEOS=${VAL_VIDEOS:-128}
+VAL_VIDEOS=${VAL_VIDEOS:-96}
 # the pretrained toy InternVL stage 2 starts from, as SeC's starts from InternVL 2.5:
 # launch/toy_lvlm, made by launch/pretrain_toy_lvlm.py (TRAIN.md, "The toy LVLM is pretrained
 # first"); PRETRAIN=1 pretrains one here instead (minutes more; some seeds stay at chance)

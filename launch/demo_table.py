@@ -34,6 +34,7 @@ from sec_train.infer.video import Video
 from sec_train.model.build import build_sec_model
 from sec_train.model.config import ModelConfig
 from sec_train.model.sec import SeCModel
+from sec_train.model.tracker import FrameFeatures
 
 COLUMNS = ("J&F", "J&F_post_cut", "J", "F")
 TRACKING = {"sam2_only": ("SAM 2 only", False), "sec": ("SeC", True)}
@@ -70,13 +71,19 @@ ABLATIONS = {
 
 
 def score(
-    model: SeCModel, videos: list[Video], use_concept: bool, scene_changes: dict[str, list[int]]
+    model: SeCModel,
+    videos: list[Video],
+    use_concept: bool,
+    scene_changes: dict[str, list[int]],
+    features: dict[tuple[str, int], FrameFeatures],
 ) -> list[VideoResult]:
-    """This process's share of `videos`, tracked and scored (SAM 2 only or SeC); the scene
-    changes found on a video are kept in `scene_changes` for the next SeC pass over it."""
+    """This process's share of `videos`, tracked and scored (SAM 2 only or SeC). What a pass
+    finds is kept for the next ones: each video's scene changes (in `scene_changes`, any model)
+    and each frame's image features (in `features`, this model's: the ablations leave the
+    image encoder as it is)."""
     config = PropagationConfig(use_concept=use_concept, fill_hole_area=EVAL_FILL_HOLE_AREA)
     with torch.no_grad():
-        return evaluate_videos(SeCPropagator(model, config, scene_changes), videos).videos
+        return evaluate_videos(SeCPropagator(model, config, scene_changes, features), videos).videos
 
 
 def gathered(local: list) -> list:
@@ -103,18 +110,21 @@ def score_all(models: dict[str, SeCModel], data: str, ablation: bool) -> dict[st
     results: dict[str, dict] = {}
     per_video: dict[str, list[VideoResult]] = {}
     scene_changes: dict[str, list[int]] = {}
+    features: dict[str, dict] = {name: {} for name in models}
     for name, model in models.items():
         model.eval()
         for key, (tracking, use_concept) in TRACKING.items():
             print(f"--- {name}, {tracking}", file=sys.stderr)
-            per_video[f"{name}/{key}"] = gathered(score(model, videos, use_concept, scene_changes))
+            per_video[f"{name}/{key}"] = gathered(
+                score(model, videos, use_concept, scene_changes, features[name])
+            )
             results.setdefault(name, {})[key] = EvalResult(per_video[f"{name}/{key}"]).summary()
         ious = gathered(list(concept_only_ious(model, [v for v in videos if v.scene_cuts]).values()))
         results[name]["concept_only_iou"] = float(np.mean(ious))
     for key, (tracking, undo) in ABLATIONS.items() if ablation else ():
         print(f"--- trained, {tracking}", file=sys.stderr)
         with undo(models["trained"]):
-            scored = gathered(score(models["trained"], videos, True, scene_changes))
+            scored = gathered(score(models["trained"], videos, True, scene_changes, features["trained"]))
             results["trained"][key] = EvalResult(scored).summary()
     results["trained"]["post_cut_j"] = {key: post_cut_j(per_video[f"trained/{key}"]) for key in TRACKING}
     return results

@@ -117,18 +117,20 @@ def test_concept_changes_only_the_scene_change_frames(model, monkeypatch):
     assert not torch.allclose(sec.results[CUTS[0]].mask_logits, plain.results[CUTS[0]].mask_logits)
 
 
-def test_shared_scene_changes_are_detected_once_and_reused(model, monkeypatch):
-    """A second propagator sharing `scene_changes` reads the first one's detections instead of
-    running the detector, with the same LVLM calls and masks; SAM 2 only leaves it untouched."""
+def test_shared_scene_changes_and_features_are_computed_once_and_reused(model, monkeypatch):
+    """A second propagator sharing `scene_changes` and `frame_features` reads the first one's
+    instead of running the detector and the image encoder, with the same LVLM calls and masks;
+    SAM 2 only leaves the scene changes untouched."""
     shared: dict[str, list[int]] = {}
-    config = PropagationConfig(use_concept=True)
     plain = list(SeCPropagator(model, PropagationConfig(use_concept=False), shared).run(synthetic_video()))
     assert shared == {} and len(plain) == 9
+    config, features = PropagationConfig(use_concept=True), {}
     first_stats, second_stats = PropagationStats(), PropagationStats()
-    first = list(SeCPropagator(model, config, shared).run(synthetic_video(), first_stats))
-    assert shared == {"synthetic": CUTS}
+    first = list(SeCPropagator(model, config, shared, features).run(synthetic_video(), first_stats))
+    assert shared == {"synthetic": CUTS} and set(features) == {("synthetic", t) for t in range(9)}
     monkeypatch.setattr(SceneChangeDetector, "update", lambda *_: pytest.fail("detector ran again"))
-    second = list(SeCPropagator(model, config, shared).run(synthetic_video(), second_stats))
+    monkeypatch.setattr(SeCPropagator, "_encode", lambda *_: pytest.fail("encoder ran again"))
+    second = list(SeCPropagator(model, config, shared, features).run(synthetic_video(), second_stats))
     assert second_stats.scene_changes == CUTS and second_stats.lvlm_frames == CUTS
     for (_, _, a), (_, _, b) in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)

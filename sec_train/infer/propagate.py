@@ -101,6 +101,9 @@ class SeCPropagator:
             videos (the detector depends on the frames alone): filled on a video's first run, read
             instead of running the detector again (its 1024 x 1024 histograms cost on CPU about
             what a toy model's tracking does).
+        frame_features (`dict[tuple[str, int], FrameFeatures]`, *optional*): each frame's image
+            features by `(video name, t)`, shared by propagators of models with the same image
+            encoder (passes of one model, its ablations): encoded once, read after.
     """
 
     def __init__(
@@ -108,10 +111,12 @@ class SeCPropagator:
         model: SeCModel,
         config: PropagationConfig | None = None,
         scene_changes: dict[str, list[int]] | None = None,
+        frame_features: dict[tuple[str, int], FrameFeatures] | None = None,
     ):
         self.model = model
         self.config = config or PropagationConfig()
         self.scene_changes = scene_changes
+        self.frame_features = frame_features
         self.device = next(model.parameters()).device
         if self.config.use_concept and model.tokenizer is None:
             raise ValueError("concept guidance needs the model's tokenizer; run with use_concept=False")
@@ -141,7 +146,7 @@ class SeCPropagator:
             changed = detector is not None and (t in known if known is not None else detector.update(frame))
             if changed:
                 stats.scene_changes.append(t)
-            features = self._encode(frame)
+            features = self._features(video.name, t, frame)
             scores = self._track(groups, features, t, frame, changed, stats) if groups else {}
             if t in prompts:
                 scores.update(self._start_group(groups, video, prompts[t], features, t, frame))
@@ -199,6 +204,14 @@ class SeCPropagator:
         self.model.tracker.track_frame(state, features, t, mask_prompt=self._prompt_masks(masks))
         groups.append(_Group(object_ids, state, self._new_banks(t, frame, masks)))
         return dict(zip(object_ids, masks * MASK_OUT_SCALE + MASK_OUT_BIAS))
+
+    def _features(self, video: str, t: int, frame: np.ndarray) -> FrameFeatures:
+        """Frame `t` of `video` encoded, or read from `frame_features`."""
+        if self.frame_features is None:
+            return self._encode(frame)
+        if (video, t) not in self.frame_features:
+            self.frame_features[video, t] = self._encode(frame)
+        return self.frame_features[video, t]
 
     def _encode(self, frame: np.ndarray) -> FrameFeatures:
         """One frame through SAM 2's image encoder."""
