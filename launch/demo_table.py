@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch.distributed as dist
 
 from sec_train.eval.concept import concept_only_ious
 from sec_train.eval.datasets import open_videos
+from sec_train.eval.distributed import Partition
 from sec_train.eval.evaluate import EVAL_FILL_HOLE_AREA, EvalResult, VideoResult, evaluate_videos
 from sec_train.infer.propagate import PropagationConfig, SeCPropagator
 from sec_train.infer.runtime import load_model
@@ -105,8 +105,8 @@ def score_all(models: dict[str, SeCModel], data: str, ablation: bool) -> dict[st
     videos of `data`, plus the trained model's post-cut J per video and tracking
     (`"post_cut_j"`, which `demo_strip.py` picks its video by). Under `torchrun` each process
     scores every `world_size`-th video and all of them get the gathered results."""
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    videos = [v for i, v in enumerate(open_videos(data)) if i % world == rank]
+    partition = Partition.from_env()
+    videos = [v for i, v in enumerate(open_videos(data)) if partition.owns(i)]
     results: dict[str, dict] = {}
     per_video: dict[str, list[VideoResult]] = {}
     scene_changes: dict[str, list[int]] = {}
@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         help="add the trained model with its concept zeroed, and with token_attn untrained",
     )
     args = parser.parse_args(argv)
-    if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # under torchrun: the videos are split
+    partition = Partition.from_env()
+    if partition.world_size > 1:  # under torchrun: the videos are split
         dist.init_process_group("gloo")
     trained = load_model(args.trained, torch.device("cpu"))
     models = {
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     results = score_all(models, args.data, args.ablation)
     if dist.is_initialized():
         dist.destroy_process_group()
-        if int(os.environ["RANK"]) != 0:
+        if partition.rank != 0:
             return 0
     first = results["untrained"]["sam2_only"]
     counts = (int(first[k]) for k in ("num_videos", "num_objects", "num_cut_videos"))
