@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the toy default, CPU only, in about 15 minutes on 2 cores: install, synthetic
+# The main job on the toy default, CPU only, in about 14 minutes on 2 cores: install, synthetic
 # videos, toy stage 1 (SAM 2 learns to track two objects, then to carry a mask across scene cuts),
 # toy stage 2 on the concept benchmark from the pretrained toy LVLM (launch/toy_lvlm):
 # concept-only, then fused under `accelerate launch` (2 processes, DeepSpeed ZeRO-2) stopped mid-run and resumed; J&F overall
@@ -14,7 +14,7 @@ OUT=${1:-runs/demo}
 DATA_SEED=${DATA_SEED:-0}
 STAGE1_STEPS=${STAGE1_STEPS:-600}
 STAGE1_CUT_STEPS=${STAGE1_CUT_STEPS:-400}
-CONCEPT_STEPS=${CONCEPT_STEPS:-800}
+CONCEPT_STEPS=${CONCEPT_STEPS:-600}
 FUSED_STEPS=${FUSED_STEPS:-100}
 VAL_VIDEOS=${VAL_VIDEOS:-96}
 # the pretrained toy InternVL stage 2 starts from, as SeC's starts from InternVL 2.5:

@@ -3,7 +3,7 @@ videos, toy stage 1, concept-only and fused stage 2 under `accelerate launch`, s
 the table), then on its held-out concept-cut videos the trained model tracks the object after the
 cut better with its concept than with SAM 2's memory alone, and its concept alone finds the object
 on the cut frame better than the untrained model's. A regression anywhere on the concept path
-(LVLM, `[SEG]`, `text_hidden_fcs`, `token_attn`, fusion) fails here. The longest test: ~15 minutes
+(LVLM, `[SEG]`, `text_hidden_fcs`, `token_attn`, fusion) fails here. The longest test: ~14 minutes
 on 2 cores.
 """
 
