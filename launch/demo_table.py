@@ -82,8 +82,21 @@ def score(
     and each frame's image features (in `features`, this model's: the ablations leave the
     image encoder as it is)."""
     config = PropagationConfig(use_concept=use_concept, fill_hole_area=EVAL_FILL_HOLE_AREA)
+    propagator = SeCPropagator(model, config, scene_changes, features)
     with torch.no_grad():
-        return evaluate_videos(SeCPropagator(model, config, scene_changes, features), videos).videos
+        return evaluate_videos(propagator, videos, progress=first_process()).videos
+
+
+def first_process() -> bool:
+    """Whether this is the process that reports progress (rank 0, or the only one): the two
+    processes share one terminal, where two progress bars would overwrite each other."""
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def report(message: str) -> None:
+    """`message` on stderr, from the first process only."""
+    if first_process():
+        print(message, file=sys.stderr)
 
 
 def gathered(local: list) -> list:
@@ -114,7 +127,7 @@ def score_all(models: dict[str, SeCModel], data: str, ablation: bool) -> dict[st
     for name, model in models.items():
         model.eval()
         for key, (tracking, use_concept) in TRACKING.items():
-            print(f"--- {name}, {tracking}", file=sys.stderr)
+            report(f"--- {name}, {tracking}")
             per_video[f"{name}/{key}"] = gathered(
                 score(model, videos, use_concept, scene_changes, features[name])
             )
@@ -122,7 +135,7 @@ def score_all(models: dict[str, SeCModel], data: str, ablation: bool) -> dict[st
         ious = gathered(list(concept_only_ious(model, [v for v in videos if v.scene_cuts]).values()))
         results[name]["concept_only_iou"] = float(np.mean(ious))
     for key, (tracking, undo) in ABLATIONS.items() if ablation else ():
-        print(f"--- trained, {tracking}", file=sys.stderr)
+        report(f"--- trained, {tracking}")
         with undo(models["trained"]):
             scored = gathered(score(models["trained"], videos, True, scene_changes, features["trained"]))
             results["trained"][key] = EvalResult(scored).summary()

@@ -70,7 +70,8 @@ def test_the_table_has_a_row_per_ablation():
 
 def test_torchrun_split_writes_the_one_process_table(tmp_path, trained):
     """Two processes score every other video each (sharing scene changes between passes) and
-    gather: the same JSON as one process, per-video post-cut J included."""
+    gather: the same JSON as one process, per-video post-cut J included; only the first reports
+    its passes and progress, so the terminal shows one bar at a time."""
     synthesize(tmp_path / "val", 3, seed=3, frames=8, height=48, width=64, objects=1, concept_cut=True)
     save_model_dir(trained, tmp_path / "model")
     root = Path(__file__).resolve().parents[1]
@@ -85,8 +86,15 @@ def test_torchrun_split_writes_the_one_process_table(tmp_path, trained):
     one = [sys.executable, *args, "--ablation", "--json", str(tmp_path / "one.json")]
     two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
     two += ["--ablation", "--json", str(tmp_path / "two.json")]
-    for cmd in (one, two):
-        subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True, timeout=600)
+    runs = [
+        subprocess.run(c, cwd=root, env=env, check=True, capture_output=True, text=True, timeout=600)
+        for c in (one, two)
+    ]
+    passes = ["untrained, SAM 2 only", "untrained, SeC", "trained, SAM 2 only", "trained, SeC"]
+    passes += ["trained, SeC, concept zeroed", "trained, SeC, token_attn untrained"]
+    for run in runs:
+        assert [line[4:] for line in run.stderr.splitlines() if line.startswith("--- ")] == passes
+        assert run.stderr.count("eval: 0video [") == len(passes)  # each bar starts at 0 once
     one_process, two_processes = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
     assert two_processes["trained"]["post_cut_j"]["sec"].keys() == {"synth00000", "synth00001", "synth00002"}
     assert _close(two_processes, one_process)

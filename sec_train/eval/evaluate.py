@@ -142,11 +142,13 @@ def evaluate_videos(
     propagator: SeCPropagator,
     videos: Iterable[Video],
     max_videos: int | None = None,
+    progress: bool = True,
 ) -> EvalResult:
-    """Evaluates the videos in order (the first `max_videos` of them), with a progress bar."""
+    """Evaluates the videos in order (the first `max_videos` of them), with a progress bar
+    unless `progress` is False (e.g. on all but one of several processes sharing a terminal)."""
     result = EvalResult()
     videos = itertools.islice(videos, max_videos)
-    for video in tqdm(videos, total=max_videos, desc="eval", unit="video"):
+    for video in tqdm(videos, total=max_videos, desc="eval", unit="video", disable=not progress):
         result.videos.append(evaluate_video(propagator, video))
     if not result.videos:
         raise ValueError("no videos to evaluate")
