@@ -8,4 +8,5 @@ bash launch/install.sh dev
 # ops gain nothing from more (spinning threads slowed them many times over here).
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export DS_ACCELERATOR=cpu TOKENIZERS_PARALLELISM=false WANDB_MODE=offline
-exec python3 -m pytest -q -p no:cacheprovider "$@"
+# the slowest tests at the end: CI has 30 minutes for the whole run
+exec python3 -m pytest -q -p no:cacheprovider --durations=20 "$@"
