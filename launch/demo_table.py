@@ -90,7 +90,7 @@ def score(
 def first_process() -> bool:
     """Whether this is the process that reports progress (rank 0, or the only one): the two
     processes share one terminal, where two progress bars would overwrite each other."""
-    return not dist.is_initialized() or dist.get_rank() == 0
+    return Partition.from_env().rank == 0
 
 
 def report(message: str) -> None:
